@@ -1,0 +1,154 @@
+"""The `orchestrator` command: a thin layer over the modules.
+
+Exit codes (README): 0 success, 1 test failures, 2 bad input or usage,
+3 infrastructure error (build failure, panic, timeout, missing tool),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from orchestrator import __version__, config, image, kernel, provision, runner
+from orchestrator.errors import EXIT_OK, BadInput, RigError
+from orchestrator.qemu import HostVM
+from orchestrator.results import summary_table
+
+EXIT_INTERRUPTED = 130
+
+
+def _load(args: argparse.Namespace) -> config.RigConfig:
+    return config.load(args.config)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    return provision.setup(dry_run=args.dry_run)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    specs = [rig.kernel(n) for n in args.kernels] if args.kernels else list(rig.kernels)
+    built = [kernel.build(rig, spec) for spec in specs]
+    if args.json:
+        print(json.dumps([k.to_json() for k in built], indent=2))
+    else:
+        for k in built:
+            state = "cached" if k.cached else "built"
+            print(f"{k.name}: {state}, key {k.key[:16]}, {k.build_seconds:.0f}s, {k.image}")
+    return EXIT_OK
+
+
+def _boot(args: argparse.Namespace, extra_append: str = "") -> HostVM:
+    rig = _load(args)
+    built = kernel.build(rig, rig.kernel(args.kernel))
+    initramfs = image.build_initramfs(rig.cache_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log = rig.results_dir / "boots" / f"{args.kernel}-{stamp}-{os.getpid()}.console.log"
+    qemu_config = rig.qemu
+    if getattr(args, "timeout", None):
+        qemu_config = dataclasses.replace(qemu_config, command_timeout=args.timeout)
+    vm = HostVM(qemu_config, built.image, initramfs, log, label=args.kernel,
+                extra_append=extra_append)
+    print(f"[{args.kernel}] booting; console log: {log}", file=sys.stderr)
+    try:
+        seconds = vm.boot()
+    except BaseException:
+        vm.close()
+        raise
+    print(f"[{args.kernel}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
+    return vm
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise BadInput("boot: give a command after '--', e.g. boot KERNEL -- uname -a")
+    with _boot(args) as vm:
+        result = vm.run(shlex.join(command) if len(command) > 1 else command[0])
+    sys.stdout.write(result.output)
+    return result.status
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    with _boot(args, extra_append="rig.shell") as vm:
+        print("host shell: Ctrl-] to leave (QEMU is then stopped)", file=sys.stderr)
+        vm.interact()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    record = runner.run(rig, args.kernel)
+    print(summary_table(record.cases))
+    code = record.exit_code()
+    print(f"results: {record.dir} (exit {code})")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Build RISC-V KVM host kernels, boot them under QEMU and test them.",
+        epilog="exit codes: 0 success, 1 test failures, 2 bad input or usage, "
+               "3 infrastructure error, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-c", "--config", type=Path,
+                        default=Path(os.environ.get("RIG_CONFIG", config.DEFAULT_CONFIG)),
+                        help="the rig description (default: $RIG_CONFIG or ./rig.yaml)")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+    p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("build", help="build kernels (cached by content)")
+    p.add_argument("kernels", nargs="*", metavar="KERNEL", help="default: every kernel")
+    p.add_argument("--json", action="store_true", help="print name, key, paths, seconds as JSON")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("boot", help="boot a kernel, run one command in the host, exit with its"
+                                    " status")
+    p.add_argument("kernel", metavar="KERNEL")
+    p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
+    p.add_argument("kernel", metavar="KERNEL")
+    p.set_defaults(func=cmd_shell)
+
+    p = sub.add_parser("run", help="build, boot and check every kernel; write results/")
+    p.add_argument("--kernel", action="append", metavar="KERNEL",
+                   help="only this kernel (repeatable)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # Unwind like Ctrl-C, so every HostVM is closed and QEMU killed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        return args.func(args)
+    except RigError as exc:
+        if exc.details:
+            print(exc.details, file=sys.stderr)
+        print(f"orchestrator: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted; QEMU stopped, results kept", file=sys.stderr)
+        return EXIT_INTERRUPTED

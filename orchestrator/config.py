@@ -1,0 +1,259 @@
+"""rig.yaml -> typed, validated objects.
+
+Every error names the file, the key path, the value found and what was
+expected; unknown keys are errors. Paths in rig.yaml are relative to the
+directory that holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from orchestrator.errors import BadInput
+
+DEFAULT_CONFIG = "rig.yaml"
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    binary: str = "qemu-system-riscv64"
+    machine: str = "virt"
+    cpu: str = "rv64,h=true,sscofpmf=true"
+    smp: int = 1
+    memory: str = "512M"
+    # e.g. "shift=0,sleep=off" for deterministic instruction counting
+    icount: str | None = None
+    # appended to the kernel command line the rig builds
+    append: str = ""
+    boot_timeout: float = 120.0
+    command_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class DebianSource:
+    """A kernel tarball shipped by a Debian package (e.g. linux-source-6.12)."""
+
+    name: str
+    debian_package: str
+
+    @property
+    def tarball(self) -> Path:
+        return Path("/usr/src") / f"{self.debian_package}.tar.xz"
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A local kernel git tree and the ref to build."""
+
+    name: str
+    git: Path
+    ref: str
+
+
+Source = DebianSource | GitSource
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    source: Source
+    patches: tuple[Path, ...]
+    config: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    path: Path
+    qemu: QemuConfig
+    sources: dict[str, Source]
+    kernels: tuple[KernelSpec, ...]
+    cache_dir: Path
+    results_dir: Path
+    build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def kernel(self, name: str) -> KernelSpec:
+        for spec in self.kernels:
+            if spec.name == name:
+                return spec
+        known = ", ".join(k.name for k in self.kernels)
+        raise BadInput(f"{self.path}: no kernel named {name!r} (kernels: {known})")
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get("RIG_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "riscv-kvm-rig"
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+class _Reader:
+    """Walks the parsed YAML, raising BadInput that names file and key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, where: str, value: Any, expected: str) -> typing.NoReturn:
+        raise BadInput(f"{self.path}: {where}: got {value!r}, expected {expected}")
+
+    def mapping(self, where: str, value: Any, allowed: typing.Iterable[str]) -> dict:
+        if not isinstance(value, dict):
+            self.fail(where, value, "a mapping")
+        allowed = list(allowed)
+        for key in value:
+            if key not in allowed:
+                raise BadInput(
+                    f"{self.path}: {where}.{key}: unknown key"
+                    f" (expected one of: {', '.join(allowed)})"
+                )
+        return value
+
+    def scalar(self, where: str, value: Any, kind: type) -> Any:
+        # bool is an int in Python; never accept it where a number is meant
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            self.fail(where, value, _TYPE_NAMES.get(kind, kind.__name__))
+        return value
+
+    def dataclass(self, where: str, value: Any, cls: type) -> Any:
+        """Fill a dataclass of scalar fields, keeping defaults for absent keys."""
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        raw = self.mapping(where, value or {}, fields)
+        kwargs = {}
+        for key, item in raw.items():
+            hint = hints[key]
+            optional = (typing.get_origin(hint) in (Union, types.UnionType)
+                        and type(None) in typing.get_args(hint))
+            if optional and item is None:
+                kwargs[key] = None
+                continue
+            kind = typing.get_args(hint)[0] if optional else hint
+            kwargs[key] = self.scalar(f"{where}.{key}", item, kind)
+        return cls(**kwargs)
+
+    def existing_file(self, where: str, value: Any) -> Path:
+        text = self.scalar(where, value, str)
+        resolved = (self.base / text).resolve()
+        if not resolved.is_file():
+            self.fail(where, value, f"an existing file (looked for {resolved})")
+        return resolved
+
+    def file_list(self, where: str, value: Any) -> tuple[Path, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail(where, value, "a list of file paths")
+        return tuple(self.existing_file(f"{where}[{i}]", item) for i, item in enumerate(value))
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _name(reader: _Reader, where: str, value: Any) -> str:
+    text = reader.scalar(where, value, str)
+    if not _NAME.match(text):
+        reader.fail(where, value, "a name of letters, digits, '.', '_' and '-'")
+    return text
+
+
+def _source(reader: _Reader, name: str, value: Any) -> Source:
+    where = f"sources.{name}"
+    raw = reader.mapping(where, value, ["debian_package", "git", "ref"])
+    if "debian_package" in raw and "git" not in raw and "ref" not in raw:
+        package = reader.scalar(f"{where}.debian_package", raw["debian_package"], str)
+        return DebianSource(name, package)
+    if "git" in raw and "ref" in raw and "debian_package" not in raw:
+        tree = (reader.base / reader.scalar(f"{where}.git", raw["git"], str)).resolve()
+        if not (tree / ".git").exists() and not (tree / "HEAD").is_file():
+            reader.fail(f"{where}.git", raw["git"], f"a git tree (no repository at {tree})")
+        return GitSource(name, tree, reader.scalar(f"{where}.ref", raw["ref"], str))
+    reader.fail(where, value, "either 'debian_package: NAME' or both 'git: PATH' and 'ref: REF'")
+
+
+def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source]) -> KernelSpec:
+    where = f"kernels[{index}]"
+    raw = reader.mapping(where, value, ["name", "source", "patches", "config"])
+    for key in ("name", "source"):
+        if key not in raw:
+            reader.fail(f"{where}.{key}", None, "a value (the key is required)")
+    source_name = reader.scalar(f"{where}.source", raw["source"], str)
+    if source_name not in sources:
+        reader.fail(f"{where}.source", source_name, f"one of the sources: {', '.join(sources)}")
+    return KernelSpec(
+        name=_name(reader, f"{where}.name", raw["name"]),
+        source=sources[source_name],
+        patches=reader.file_list(f"{where}.patches", raw.get("patches")),
+        config=reader.file_list(f"{where}.config", raw.get("config")),
+    )
+
+
+def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
+    path = Path(path).resolve()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
+
+    reader = _Reader(path)
+    top = reader.mapping("(top level)", doc,
+                         ["qemu", "sources", "kernels", "cache_dir", "results_dir"])
+    qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
+    if qemu.smp < 1:
+        reader.fail("qemu.smp", qemu.smp, "an integer >= 1")
+    for key in ("boot_timeout", "command_timeout"):
+        if getattr(qemu, key) <= 0:
+            reader.fail(f"qemu.{key}", getattr(qemu, key), "a number of seconds > 0")
+
+    raw_sources = top.get("sources")
+    if not isinstance(raw_sources, dict) or not raw_sources:
+        reader.fail("sources", raw_sources, "a mapping of source names to kernel sources")
+    sources = {
+        _name(reader, f"sources.{name}", name): _source(reader, name, value)
+        for name, value in raw_sources.items()
+    }
+
+    raw_kernels = top.get("kernels")
+    if not isinstance(raw_kernels, list) or not raw_kernels:
+        reader.fail("kernels", raw_kernels, "a non-empty list of kernels")
+    kernels = tuple(_kernel(reader, i, item, sources) for i, item in enumerate(raw_kernels))
+    seen: set[str] = set()
+    for i, spec in enumerate(kernels):
+        if spec.name in seen:
+            reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
+        seen.add(spec.name)
+
+    def directory(key: str, default: Path) -> Path:
+        if top.get(key) is None:
+            return default
+        return (reader.base / reader.scalar(key, top[key], str)).resolve()
+
+    return RigConfig(
+        path=path,
+        qemu=qemu,
+        sources=sources,
+        kernels=kernels,
+        cache_dir=directory("cache_dir", default_cache_dir()),
+        results_dir=directory("results_dir", reader.base / "results"),
+    )

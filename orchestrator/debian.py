@@ -1,0 +1,131 @@
+"""Debian packages for another architecture, fetched without touching the
+machine's apt setup.
+
+riscv64 packages (busybox-static) come from a private apt configuration
+under the cache directory: its own sources list, lists and archive cache.
+The mirror is the Debian archive this machine's apt already uses. Suites
+are tried in order, because a suite's index can be caught mid-sync (apt
+then reports a size mismatch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from orchestrator.errors import InfraError
+from orchestrator.progress import Progress, run_logged
+
+FOREIGN_SUITES = ("trixie", "sid", "forky")
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def debian_mirror() -> str:
+    """The URI of the Debian archive (not security) that apt is set up with."""
+    policy = subprocess.run(["apt-cache", "policy"], capture_output=True, text=True).stdout
+    lines = policy.splitlines()
+    for entry, release in zip(lines, lines[1:], strict=False):
+        match = re.match(r"\s*-?\d+\s+(\S+)\s+\S+/main\s+\S+\s+Packages", entry)
+        if match and "o=Debian," in release and "l=Debian," in release:
+            return match.group(1).rstrip("/")
+    raise InfraError("apt knows no Debian archive (o=Debian, l=Debian);"
+                     " run 'apt-get update' or 'orchestrator setup'")
+
+
+class ForeignApt:
+    """apt-get with its own state, for one foreign architecture."""
+
+    def __init__(self, root: Path, arch: str) -> None:
+        self.root = root
+        self.arch = arch
+        self.sources = root / "sources.list"
+
+    def options(self) -> list[str]:
+        return [
+            "-o", f"Dir::Etc::SourceList={self.sources}",
+            "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={self.root / 'lists'}",
+            "-o", f"Dir::State::status={self.root / 'status'}",
+            "-o", f"Dir::Cache={self.root / 'cache'}",
+            "-o", f"APT::Architecture={self.arch}",
+            "-o", f"APT::Architectures::={self.arch}",
+            "-o", "APT::Sandbox::User=root",
+            "-o", "Debug::NoLocking=1",
+        ]
+
+    def use_suite(self, mirror: str, suite: str) -> None:
+        for sub in ("lists/partial", "cache/archives/partial", "debs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        self.sources.write_text(
+            f"deb [arch={self.arch} signed-by={KEYRING}] {mirror} {suite} main\n")
+
+    def package_sha256(self, package: str) -> str:
+        show = subprocess.run(["apt-cache", *self.options(), "show", package],
+                              capture_output=True, text=True)
+        match = re.search(r"^SHA256: (\w+)", show.stdout, re.MULTILINE)
+        if not match:
+            raise InfraError(f"apt-cache show {package}:{self.arch} gave no SHA256")
+        return match.group(1)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch(cache_dir: Path, package: str, arch: str = "riscv64",
+          progress: Progress | None = None) -> Path:
+    """Download package:arch once; return the path of its checked .deb."""
+    progress = progress or Progress(f"{package}:{arch}")
+    apt = ForeignApt(cache_dir / f"apt-{arch}", arch)
+    record = apt.root / f"{package}.json"
+    if record.is_file():
+        known = json.loads(record.read_text())
+        deb = Path(known["deb"])
+        if deb.is_file() and _sha256(deb) == known["sha256"]:
+            return deb
+
+    mirror = debian_mirror()
+    log = apt.root / "apt.log"
+    apt.root.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for suite in FOREIGN_SUITES:
+        apt.use_suite(mirror, suite)
+        progress.begin(f"apt-get update ({suite}, {arch})")
+        try:
+            # --error-on=any: a suite caught mid-sync fails here, not at download
+            run_logged(["apt-get", *apt.options(), "--error-on=any", "update"], log, progress)
+            want = apt.package_sha256(package)
+            debs = apt.root / "debs"
+            for old in debs.glob(f"{package}_*.deb"):
+                old.unlink()
+            progress.begin(f"apt-get download {package}:{arch} ({suite})")
+            run_logged(["apt-get", *apt.options(), "download", package], log, progress,
+                       cwd=debs)
+        except InfraError as exc:
+            failures.append(f"{suite}: {exc.message}")
+            continue
+        deb = next(debs.glob(f"{package}_*.deb"))
+        if _sha256(deb) != want:
+            failures.append(f"{suite}: {deb.name} does not match the index's SHA256")
+            continue
+        record.write_text(json.dumps({"deb": str(deb), "sha256": want, "suite": suite}))
+        progress.done(f"{deb.name} from {suite}")
+        return deb
+    raise InfraError(f"could not fetch {package}:{arch} from any of {', '.join(FOREIGN_SUITES)}",
+                     details="\n".join(failures))
+
+
+def extract(deb: Path, member: str, dest: Path) -> Path:
+    """Extract one file of a .deb (e.g. 'usr/bin/busybox') to dest."""
+    scratch = dest.parent / f".{dest.name}.extract"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch)], check=True)
+    shutil.move(str(scratch / member), dest)
+    shutil.rmtree(scratch)
+    return dest

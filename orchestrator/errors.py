@@ -1,0 +1,36 @@
+"""Error kinds and the exit codes they map to (documented in the README).
+
+0 success, 1 test failures, 2 bad input or usage, 3 infrastructure error.
+Anything the user can fix in rig.yaml, a patch or the command line is bad
+input; anything that went wrong building, booting or running is
+infrastructure. A test verdict is never an exception.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_TEST_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_INFRA = 3
+
+
+class RigError(Exception):
+    """An error with a one-line message and an exit code.
+
+    `details` is shown after the one-line message (e.g. a log tail).
+    """
+
+    exit_code = EXIT_INFRA
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadInput(RigError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class InfraError(RigError):
+    exit_code = EXIT_INFRA

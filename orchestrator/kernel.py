@@ -1,0 +1,304 @@
+"""Kernel source, patches, configuration, build and cache.
+
+Layout under the cache directory:
+
+  trees/<source>/src     one git work tree per source (a Debian tarball is
+                         committed once into a fresh repository; a user's
+                         tree is cloned with --shared)
+  trees/<source>/build   the O= build directory, shared by every kernel of
+                         that source: switching kernels only switches the
+                         patch stack, so make rebuilds just the touched
+                         objects and relinks (ccache catches the rest)
+  kernels/<name>-<key>/  Image, vmlinux, config, build.log, kernel.json
+  ccache/                the compiler cache
+
+A kernel's key hashes its source identity, patch and fragment contents and
+the toolchain's version; a kernel is rebuilt only when one of them changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.config import DebianSource, GitSource, KernelSpec, RigConfig, Source
+from orchestrator.errors import BadInput, InfraError
+from orchestrator.progress import Progress, run_logged
+
+ARCH = "riscv"
+CROSS_COMPILE = "riscv64-linux-gnu-"
+# Bump when the build recipe below changes in a way that changes the output.
+RECIPE_VERSION = 1
+# Fixed build stamps: the same inputs give the same banner and ccache hits.
+BUILD_STAMP = {
+    "KBUILD_BUILD_TIMESTAMP": "riscv-kvm-rig",
+    "KBUILD_BUILD_USER": "rig",
+    "KBUILD_BUILD_HOST": "rig",
+}
+
+
+@dataclass(frozen=True)
+class BuiltKernel:
+    name: str
+    key: str
+    image: Path
+    vmlinux: Path
+    config: Path
+    build_log: Path
+    build_seconds: float
+    cached: bool
+    source: str
+    patches: dict[str, str]  # file name -> sha256
+    config_sha256: str
+    toolchain: str
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for key in ("image", "vmlinux", "config", "build_log"):
+            data[key] = str(data[key])
+        return data
+
+
+def _git(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(tree), *args], capture_output=True, text=True, check=check
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def toolchain_id() -> str:
+    """The cross compiler and linker versions, which are part of every key."""
+    lines = []
+    for tool in ("gcc", "ld"):
+        exe = CROSS_COMPILE + tool
+        if shutil.which(exe) is None:
+            raise InfraError(f"missing tool {exe} (run 'orchestrator setup')")
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+        lines.append(out.stdout.splitlines()[0])
+    return "; ".join(lines)
+
+
+def source_id(source: Source) -> str:
+    """What identifies a source's content: package version or commit id."""
+    if isinstance(source, DebianSource):
+        query = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", source.debian_package],
+            capture_output=True, text=True,
+        )
+        if query.returncode != 0 or not source.tarball.is_file():
+            raise InfraError(
+                f"{source.debian_package} is not installed (no {source.tarball});"
+                " run 'orchestrator setup'"
+            )
+        return f"{source.debian_package}={query.stdout.strip()}"
+    resolved = _git(source.git, "rev-parse", "--verify", "--quiet", f"{source.ref}^{{commit}}",
+                    check=False)
+    if resolved.returncode != 0:
+        raise BadInput(f"sources.{source.name}.ref: {source.ref!r} is not a commit in {source.git}")
+    return f"git:{resolved.stdout.strip()}"
+
+
+def kernel_key(src_id: str, spec: KernelSpec, toolchain: str) -> str:
+    recipe = {
+        "recipe": RECIPE_VERSION,
+        "source": src_id,
+        "patches": [_sha256(p) for p in spec.patches],
+        "config": [_sha256(p) for p in spec.config],
+        "toolchain": toolchain,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def output_dir(rig: RigConfig, spec: KernelSpec, key: str) -> Path:
+    return rig.cache_dir / "kernels" / f"{spec.name}-{key[:16]}"
+
+
+def load_cached(out: Path) -> BuiltKernel | None:
+    record = out / "kernel.json"
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    for key in ("image", "vmlinux", "config", "build_log"):
+        data[key] = Path(data[key])
+    data["cached"] = True
+    kernel = BuiltKernel(**data)
+    if not (kernel.image.is_file() and kernel.vmlinux.is_file()):
+        return None
+    return kernel
+
+
+class _Tree:
+    """A source's work tree and build directory, used under an exclusive lock."""
+
+    def __init__(self, rig: RigConfig, source: Source, src_id: str) -> None:
+        self.root = rig.cache_dir / "trees" / source.name
+        self.src = self.root / "src"
+        self.build = self.root / "build"
+        self.source = source
+        self.src_id = src_id
+        self.ccache = rig.cache_dir / "ccache"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def base_commit(self, progress: Progress, log: Path) -> str:
+        """Make sure the work tree exists; return the commit to patch on top of."""
+        if isinstance(self.source, GitSource):
+            if not (self.src / ".git").exists():
+                progress.begin(f"clone --shared {self.source.git}")
+                run_logged(["git", "clone", "--quiet", "--shared", "--no-checkout",
+                            str(self.source.git), str(self.src)], log, progress)
+            return self.src_id.removeprefix("git:")
+        marker = self.root / "base.json"
+        if marker.is_file():
+            state = json.loads(marker.read_text())
+            if state.get("source") == self.src_id and (self.src / ".git").exists():
+                return state["commit"]
+        self._import_tarball(progress, log)
+        commit = _git(self.src, "rev-parse", "HEAD").stdout.strip()
+        marker.write_text(json.dumps({"source": self.src_id, "commit": commit}))
+        return commit
+
+    def _import_tarball(self, progress: Progress, log: Path) -> None:
+        assert isinstance(self.source, DebianSource)
+        for stale in (self.src, self.build):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.src.mkdir(parents=True)
+        progress.begin(f"extract {self.source.tarball.name}")
+        run_logged(["tar", "-xf", str(self.source.tarball), "--strip-components=1",
+                    "-C", str(self.src)], log, progress)
+        # --force: Debian's top-level .gitignore ignores everything but debian/
+        progress.begin("commit the pristine tree")
+        ident = ["-c", "user.name=riscv-kvm-rig", "-c", "user.email=rig@localhost",
+                 "-c", "gc.auto=0", "-c", "core.autocrlf=false"]
+        run_logged(["git", "-C", str(self.src), "init", "--quiet"], log, progress)
+        run_logged(["git", "-C", str(self.src), *ident, "add", "--all", "--force"], log, progress)
+        run_logged(["git", "-C", str(self.src), *ident, "commit", "--quiet", "--no-verify",
+                    "-m", self.src_id], log, progress)
+
+    def checkout(self, commit: str, patches: tuple[Path, ...], progress: Progress,
+                 log: Path) -> None:
+        """Reset the work tree to commit, then apply the patch stack in order.
+
+        git rewrites only the files that differ, so make sees only those as new.
+        """
+        progress.begin(f"checkout {commit[:12]} + {len(patches)} patch(es)")
+        run_logged(["git", "-C", str(self.src), "checkout", "--quiet", "--force", "--detach",
+                    commit], log, progress)
+        # -x is safe: this is the rig's own clone and builds go to O=
+        run_logged(["git", "-C", str(self.src), "clean", "--quiet", "-fdx"], log, progress)
+        for patch in patches:
+            check = _git(self.src, "apply", "--check", str(patch), check=False)
+            if check.returncode != 0:
+                reason = (check.stderr.strip().splitlines() or ["git apply failed"])[0]
+                raise BadInput(f"{patch}: does not apply to {self.src_id}"
+                               f" with the patches before it: {reason}")
+            run_logged(["git", "-C", str(self.src), "apply", str(patch)], log, progress)
+
+    def make_command(self, jobs: int, *targets: str) -> list[str]:
+        compiler = f"{CROSS_COMPILE}gcc"
+        if shutil.which("ccache"):
+            compiler = f"ccache {compiler}"
+        return ["make", "-C", str(self.src), f"O={self.build}", f"ARCH={ARCH}",
+                f"CROSS_COMPILE={CROSS_COMPILE}", f"CC={compiler}", f"-j{jobs}", *targets]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ, **BUILD_STAMP)
+        env.update(CCACHE_DIR=str(self.ccache), CCACHE_BASEDIR=str(self.root),
+                   CCACHE_NOHASHDIR="1", CCACHE_MAXSIZE=env.get("CCACHE_MAXSIZE", "5G"))
+        return env
+
+
+def _fragment_symbols(fragment: Path) -> dict[str, str]:
+    """CONFIG_X -> wanted value ('n' for '# CONFIG_X is not set')."""
+    wanted = {}
+    for line in fragment.read_text().splitlines():
+        line = line.strip()
+        unset = re.fullmatch(r"# (CONFIG_\w+) is not set", line)
+        if unset:
+            wanted[unset.group(1)] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            symbol, value = line.split("=", 1)
+            wanted[symbol] = value
+    return wanted
+
+
+def check_config(final_config: Path, fragments: tuple[Path, ...]) -> None:
+    """Every symbol a fragment sets must survive olddefconfig unchanged."""
+    final = {}
+    for line in final_config.read_text().splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            symbol, value = line.split("=", 1)
+            final[symbol] = value
+    for fragment in fragments:
+        for symbol, want in _fragment_symbols(fragment).items():
+            got = final.get(symbol, "n")
+            if got != want:
+                raise BadInput(f"{fragment}: {symbol}={want} did not survive olddefconfig"
+                               f" (final .config has {symbol}={got}); check its dependencies")
+
+
+def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None) -> BuiltKernel:
+    """Return the built kernel for spec, building it only if it is not cached."""
+    progress = progress or Progress(f"kernel {spec.name}")
+    toolchain = toolchain_id()
+    src_id = source_id(spec.source)
+    key = kernel_key(src_id, spec, toolchain)
+    out = output_dir(rig, spec, key)
+    cached = load_cached(out)
+    if cached:
+        progress.done(f"cached ({key[:16]}), built in {cached.build_seconds:.0f}s")
+        return cached
+
+    tree = _Tree(rig, spec.source, src_id)
+    started = time.monotonic()
+    with tree.locked():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        log = out / "build.log"
+        commit = tree.base_commit(progress, log)
+        tree.checkout(commit, spec.patches, progress, log)
+        tree.build.mkdir(exist_ok=True)
+        env = tree.environment()
+        progress.begin("configure: tinyconfig + " + ", ".join(p.name for p in spec.config))
+        run_logged(tree.make_command(1, "tinyconfig"), log, progress, env=env)
+        if spec.config:
+            run_logged([str(tree.src / "scripts/kconfig/merge_config.sh"), "-m",
+                        "-O", str(tree.build), str(tree.build / ".config"),
+                        *map(str, spec.config)], log, progress, cwd=tree.src, env=env)
+        run_logged(tree.make_command(1, "olddefconfig"), log, progress, env=env)
+        check_config(tree.build / ".config", spec.config)
+        progress.begin(f"make -j{rig.build_jobs} Image")
+        run_logged(tree.make_command(rig.build_jobs, "Image"), log, progress, env=env)
+        for artefact, name in (("arch/riscv/boot/Image", "Image"), ("vmlinux", "vmlinux"),
+                               (".config", "config")):
+            shutil.copy2(tree.build / artefact, out / name)
+
+    kernel = BuiltKernel(
+        name=spec.name, key=key, image=out / "Image", vmlinux=out / "vmlinux",
+        config=out / "config", build_log=out / "build.log",
+        build_seconds=round(time.monotonic() - started, 1), cached=False, source=src_id,
+        patches={p.name: _sha256(p) for p in spec.patches},
+        config_sha256=_sha256(out / "config"), toolchain=toolchain,
+    )
+    # Written last: its presence marks a complete build.
+    (out / "kernel.json").write_text(json.dumps(kernel.to_json(), indent=2) + "\n")
+    progress.done(f"built in {kernel.build_seconds:.0f}s -> {kernel.image}")
+    return kernel

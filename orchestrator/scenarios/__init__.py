@@ -1,0 +1,1 @@
+"""Scenarios: what the rig checks inside a booted host, one module each."""

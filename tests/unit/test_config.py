@@ -1,0 +1,157 @@
+"""rig.yaml parsing and validation, and the CLI's handling of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import cli, config
+from orchestrator.errors import EXIT_BAD_INPUT, BadInput
+
+REPO = Path(__file__).resolve().parents[2]
+PATCH_1 = "images/patches/0001-RISC-V-KVM-swap-HSTATUS-in-C-backport-b6114a7e.patch"
+
+
+def default_doc() -> dict:
+    return yaml.safe_load((REPO / "rig.yaml").read_text())
+
+
+def write_rig(tmp_path: Path, doc: dict) -> Path:
+    """Write doc as tmp_path/rig.yaml with the repo's files at their usual places."""
+    for sub in ("images",):
+        link = tmp_path / sub
+        if not link.exists():
+            link.symlink_to(REPO / sub)
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def load_error(tmp_path: Path, doc: dict) -> str:
+    with pytest.raises(BadInput) as caught:
+        config.load(write_rig(tmp_path, doc))
+    return caught.value.message
+
+
+def test_default_rig_declares_parent_and_commit_kernels() -> None:
+    rig = config.load(REPO / "rig.yaml")
+    assert [k.name for k in rig.kernels] == ["b922307a-parent", "b922307a"]
+    parent, commit = rig.kernels
+    assert [p.name for p in parent.patches] == [Path(PATCH_1).name]
+    assert [p.name for p in commit.patches][0] == Path(PATCH_1).name
+    assert "b922307a" in commit.patches[1].name
+    assert isinstance(parent.source, config.DebianSource)
+    assert parent.source.debian_package == "linux-source-6.12"
+    assert rig.qemu.cpu == "rv64,h=true,sscofpmf=true"
+    assert rig.qemu.icount is None
+    assert rig.results_dir == REPO / "results"
+
+
+def test_every_patch_names_the_upstream_commit_it_backports() -> None:
+    rig = config.load(REPO / "rig.yaml")
+    headers = {p.name: p.read_text().split("\n---\n", 1)[0] for k in rig.kernels
+               for p in k.patches}
+    assert any("b6114a7e2433" in h for n, h in headers.items() if "0001" in n)
+    assert any("b922307a5fecfcf33ca1697f6ec33c9274b75c46" in h for n, h in headers.items()
+               if "0002" in n)
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["kernal"] = []
+    message = load_error(tmp_path, doc)
+    assert str(tmp_path / "rig.yaml") in message
+    assert "kernal: unknown key" in message
+    assert "kernels" in message  # the expected keys are listed
+
+
+def test_unknown_nested_key_names_its_path(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["kernels"][1]["patch"] = []
+    message = load_error(tmp_path, doc)
+    assert "kernels[1].patch: unknown key" in message
+
+
+def test_wrong_type_names_key_value_and_expectation(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["qemu"]["smp"] = "two"
+    message = load_error(tmp_path, doc)
+    assert "qemu.smp: got 'two', expected an integer" in message
+
+
+def test_bool_is_not_a_number(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["qemu"]["boot_timeout"] = True
+    assert "qemu.boot_timeout: got True, expected a number" in load_error(tmp_path, doc)
+
+
+def test_missing_patch_file(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["kernels"][0]["patches"].append("images/patches/no-such.patch")
+    message = load_error(tmp_path, doc)
+    assert "kernels[0].patches[1]: got 'images/patches/no-such.patch'" in message
+    assert "an existing file" in message
+
+
+def test_kernel_with_unknown_source(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["kernels"][0]["source"] = "elsewhere"
+    assert "kernels[0].source: got 'elsewhere'" in load_error(tmp_path, doc)
+
+
+def test_duplicate_kernel_names(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["kernels"][1]["name"] = doc["kernels"][0]["name"]
+    assert "kernels[1].name" in load_error(tmp_path, doc)
+
+
+def test_git_source_needs_a_repository(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["sources"]["mine"] = {"git": "no-such-tree", "ref": "v6.12"}
+    assert "sources.mine.git" in load_error(tmp_path, doc)
+
+
+def test_git_source_and_absent_keys_get_defaults(tmp_path: Path) -> None:
+    tree = tmp_path / "linux"
+    (tree / ".git").mkdir(parents=True)
+    doc = default_doc()
+    del doc["qemu"]
+    doc["sources"]["mine"] = {"git": "linux", "ref": "v6.12"}
+    doc["kernels"][0]["source"] = "mine"
+    rig = config.load(write_rig(tmp_path, doc))
+    assert rig.kernels[0].source == config.GitSource("mine", tree, "v6.12")
+    assert rig.qemu == config.QemuConfig()
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "rig.yaml"
+    path.write_text("qemu:\n  smp: 1\n kernels: [\n")
+    with pytest.raises(BadInput, match=r"rig\.yaml: line \d+: invalid YAML"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("subcommand", [["build"], ["run"], ["boot", "b922307a", "--", "true"]])
+def test_cli_reports_bad_config_on_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subcommand: list[str]
+) -> None:
+    doc = default_doc()
+    doc["qemu"]["cpus"] = 2
+    path = write_rig(tmp_path, doc)
+    assert cli.main(["-c", str(path), *subcommand]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("orchestrator: error: ")
+    assert "qemu.cpus: unknown key" in err[0]
+
+
+def test_cli_unknown_kernel_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["-c", str(REPO / "rig.yaml"), "build", "v9.9"]) == EXIT_BAD_INPUT
+    assert "no kernel named 'v9.9'" in capsys.readouterr().err
+
+
+def test_cli_usage_error_exits_2() -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["frobnicate"])
+    assert caught.value.code == EXIT_BAD_INPUT

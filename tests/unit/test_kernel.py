@@ -1,0 +1,73 @@
+"""Cache keys and config checking: what decides a rebuild, with no build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import kernel
+from orchestrator.config import DebianSource, KernelSpec
+from orchestrator.errors import BadInput
+
+
+def spec(tmp_path: Path, patch_text: str = "p1",
+         fragment_text: str = "CONFIG_KVM=y\n") -> KernelSpec:
+    patch, fragment = tmp_path / "a.patch", tmp_path / "kvm.config"
+    patch.write_text(patch_text)
+    fragment.write_text(fragment_text)
+    return KernelSpec("k", DebianSource("debian", "linux-source-6.12"), (patch,), (fragment,))
+
+
+def test_key_is_stable_for_the_same_inputs(tmp_path: Path) -> None:
+    assert kernel.kernel_key("src=1", spec(tmp_path), "gcc 12") == kernel.kernel_key(
+        "src=1", spec(tmp_path), "gcc 12")
+
+
+@pytest.mark.parametrize("change", ["source", "patch", "fragment", "toolchain"])
+def test_key_changes_with_each_input(tmp_path: Path, change: str) -> None:
+    base = kernel.kernel_key("src=1", spec(tmp_path), "gcc 12")
+    changed = kernel.kernel_key(
+        "src=2" if change == "source" else "src=1",
+        spec(tmp_path, patch_text="p2" if change == "patch" else "p1",
+             fragment_text="CONFIG_KVM=n\n" if change == "fragment" else "CONFIG_KVM=y\n"),
+        "gcc 13" if change == "toolchain" else "gcc 12",
+    )
+    assert changed != base
+
+
+def test_key_ignores_file_names(tmp_path: Path) -> None:
+    first = spec(tmp_path)
+    renamed = tmp_path / "b.patch"
+    renamed.write_text("p1")
+    second = KernelSpec("other", first.source, (renamed,), first.config)
+    assert kernel.kernel_key("s", first, "t") == kernel.kernel_key("s", second, "t")
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / ".config"
+    path.write_text(text)
+    return path
+
+
+def test_check_config_accepts_a_fragment_that_survived(tmp_path: Path) -> None:
+    fragment = tmp_path / "f.config"
+    fragment.write_text("CONFIG_KVM=y\n# CONFIG_NONPORTABLE is not set\nCONFIG_NR_CPUS=4\n")
+    final = write_config(tmp_path, "CONFIG_KVM=y\n# CONFIG_NONPORTABLE is not set\n"
+                                   "CONFIG_NR_CPUS=4\n")
+    kernel.check_config(final, (fragment,))
+
+
+@pytest.mark.parametrize(("fragment_line", "final_text", "reported"), [
+    ("CONFIG_SOC_VIRT=y", "CONFIG_KVM=y\n", "CONFIG_SOC_VIRT=y did not survive"),
+    ("CONFIG_NR_CPUS=4", "CONFIG_NR_CPUS=8\n", "final .config has CONFIG_NR_CPUS=8"),
+    ("# CONFIG_KVM is not set", "CONFIG_KVM=y\n", "CONFIG_KVM=n did not survive"),
+])
+def test_check_config_names_the_symbol_that_did_not_survive(
+    tmp_path: Path, fragment_line: str, final_text: str, reported: str
+) -> None:
+    fragment = tmp_path / "f.config"
+    fragment.write_text(fragment_line + "\n")
+    with pytest.raises(BadInput, match="f.config") as caught:
+        kernel.check_config(write_config(tmp_path, final_text), (fragment,))
+    assert reported in caught.value.message
