@@ -68,10 +68,10 @@ def _boot(args: argparse.Namespace, extra_append: str = "") -> HostVM:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
+    if not args.command:
         raise BadInput("boot: give a command after '--', e.g. boot KERNEL -- uname -a")
     with _boot(args) as vm:
+        command = args.command
         result = vm.run(shlex.join(command) if len(command) > 1 else command[0])
     sys.stdout.write(result.output)
     return result.status
@@ -115,11 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print name, key, paths, seconds as JSON")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("boot", help="boot a kernel, run one command in the host, exit with its"
-                                    " status")
+    p = sub.add_parser("boot", usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...",
+                       help="boot a kernel, run one command in the host, exit with its status")
     p.add_argument("kernel", metavar="KERNEL")
     p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
     p.set_defaults(func=cmd_boot)
 
     p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
@@ -139,7 +138,14 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # What follows '--' is the host command of `boot`, never an option of ours.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = build_parser()
+    args = parser.parse_args(argv[:len(argv) - len(command) - 1] if "--" in argv else argv)
+    if command and args.subcommand != "boot":
+        parser.error(f"'{args.subcommand}' takes no command after '--'")
+    args.command = command
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:

@@ -22,7 +22,7 @@ import pexpect
 from orchestrator.config import QemuConfig
 from orchestrator.errors import InfraError
 
-READY = re.compile(rb"RIG-READY[^\r\n]*")
+READY = re.compile(rb"RIG-READY[^\r\n]*\r*\n")
 # What the kernel prints when it is no longer trustworthy.
 FATAL = re.compile(
     rb"Kernel panic - not syncing[^\r\n]*"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator import __version__, image, kernel
+from orchestrator import __version__, disasm, image, kernel
 from orchestrator.config import RigConfig
 from orchestrator.errors import InfraError
 from orchestrator.qemu import HostVM, qemu_command
@@ -60,6 +60,7 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None) -> RunRecord:
         log = record.console_log(spec.name)
         record.metadata["kernels"][spec.name] = {
             **built.to_json(),
+            "world_switch_csrs": disasm.world_switch_report(built.vmlinux),
             "qemu_command": shlex.join(qemu_command(rig.qemu, built.image, initramfs,
                                                     log.with_suffix(".pid"))),
         }

@@ -155,3 +155,14 @@ def test_cli_usage_error_exits_2() -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["frobnicate"])
     assert caught.value.code == EXIT_BAD_INPUT
+
+
+def test_cli_rejects_a_command_for_subcommands_other_than_boot() -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["-c", str(REPO / "rig.yaml"), "build", "--", "uname"])
+    assert caught.value.code == EXIT_BAD_INPUT
+
+
+def test_cli_boot_without_a_command_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["-c", str(REPO / "rig.yaml"), "boot", "b922307a"]) == EXIT_BAD_INPUT
+    assert "give a command after '--'" in capsys.readouterr().err
