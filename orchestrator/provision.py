@@ -43,6 +43,18 @@ class Plan:
     def empty(self) -> bool:
         return not (self.add_backports or self.install or self.from_backports or self.python)
 
+    def describe(self, codename: str) -> str:
+        steps = []
+        if self.add_backports:
+            steps.append(f"add the {codename}-backports apt source")
+        if self.install:
+            steps.append("apt install " + " ".join(self.install))
+        if self.from_backports:
+            steps.append(f"apt install from {codename}-backports " + " ".join(self.from_backports))
+        if self.python:
+            steps.append("pip install " + " ".join(self.python))
+        return "; ".join(steps)
+
 
 def _dpkg_version(package: str) -> str:
     out = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", package],
@@ -141,16 +153,16 @@ def setup(dry_run: bool = False) -> int:
         print(_not_debian_message(), file=sys.stderr)
         raise InfraError("setup: unsupported system (see the list above)")
     codename = release.get("VERSION_CODENAME", "")
-    if not dry_run and not any(Path("/var/lib/apt/lists").glob("*_Packages*")):
-        _apt_get("update")
-
     installed = {p: _dpkg_version(p) for p in PACKAGES}
+    qemu = installed[QEMU_PACKAGE]
+    if not dry_run and (not all(installed.values())
+                        or not version_at_least(qemu, QEMU_MIN_VERSION)):
+        _apt_get("update")  # plan against fresh package lists
     todo = plan(installed, _candidates(QEMU_PACKAGE), codename, _missing_python())
     if todo.empty():
-        print("setup: nothing to do, everything is installed "
-              f"({QEMU_PACKAGE} {installed[QEMU_PACKAGE]})")
+        print(f"setup: nothing to do, everything is installed ({QEMU_PACKAGE} {qemu})")
         return 0
-    print(f"setup: plan: {todo}")
+    print(f"setup: {'would' if dry_run else 'will'} {todo.describe(codename)}")
     if dry_run:
         return 0
     if todo.add_backports:

@@ -48,3 +48,11 @@ def test_missing_packages_and_python_modules_are_listed() -> None:
 def test_no_qemu_10_anywhere_is_an_error() -> None:
     with pytest.raises(InfraError, match="no qemu-system-riscv >= 10"):
         provision.plan(ALL_BUT_QEMU, [("1:8.2", "jammy")], "jammy", [])
+
+
+def test_plan_is_described_in_words() -> None:
+    todo = provision.plan({}, [], "bookworm", ["pexpect"])
+    text = todo.describe("bookworm")
+    assert text.startswith("add the bookworm-backports apt source; apt install ")
+    assert "apt install from bookworm-backports qemu-system-riscv" in text
+    assert text.endswith("pip install pexpect")

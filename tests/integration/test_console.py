@@ -1,0 +1,57 @@
+"""The host console as a person uses it: an interactive shell, and Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from .conftest import REPO, qemu_processes_mentioning, rig_variant
+
+pytestmark = pytest.mark.integration
+
+
+def test_shell_gives_an_interactive_host_console(built_kernels: dict, tmp_path: Path) -> None:
+    config = rig_variant(tmp_path, lambda doc: None)
+    child = pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), "shell",
+                                           "b922307a"], cwd=str(REPO), timeout=120,
+                          encoding="utf-8", dimensions=(40, 200))
+    try:
+        child.expect("Ctrl-] to leave")
+        child.expect(r"# $")
+        child.sendline("echo $((6 * 7)) $(cat /proc/sys/kernel/osrelease)")
+        child.expect(r"42 6\.12\.117")
+        child.sendcontrol("]")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert qemu_processes_mentioning(str(tmp_path)) == []
+    (log,) = (tmp_path / "results" / "boots").glob("b922307a-*.console.log")
+    assert "RIG-READY" in log.read_text(errors="replace")
+
+
+def test_ctrl_c_stops_qemu_and_keeps_the_console_log(built_kernels: dict, tmp_path: Path) -> None:
+    config = rig_variant(tmp_path, lambda doc: None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "-c", str(config), "boot", "b922307a", "--",
+         "sleep", "600"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "ready in" in line:
+                break
+        assert qemu_processes_mentioning(str(tmp_path)), "QEMU should be running now"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert qemu_processes_mentioning(str(tmp_path)) == []
+    (log,) = (tmp_path / "results" / "boots").glob("b922307a-*.console.log")
+    assert "RIG-READY" in log.read_text(errors="replace")
