@@ -91,7 +91,7 @@ def toolchain_id() -> str:
     return "; ".join(lines)
 
 
-def source_id(source: Source) -> str:
+def source_id(source: Source, config_path: Path) -> str:
     """What identifies a source's content: package version or commit id."""
     if isinstance(source, DebianSource):
         query = subprocess.run(
@@ -107,7 +107,8 @@ def source_id(source: Source) -> str:
     resolved = _git(source.git, "rev-parse", "--verify", "--quiet", f"{source.ref}^{{commit}}",
                     check=False)
     if resolved.returncode != 0:
-        raise BadInput(f"sources.{source.name}.ref: {source.ref!r} is not a commit in {source.git}")
+        raise BadInput(f"{config_path}: sources.{source.name}.ref: {source.ref!r}"
+                       f" is not a commit in {source.git}")
     return f"git:{resolved.stdout.strip()}"
 
 
@@ -161,7 +162,12 @@ class _Tree:
     def base_commit(self, progress: Progress, log: Path) -> str:
         """Make sure the work tree exists; return the commit to patch on top of."""
         if isinstance(self.source, GitSource):
-            if not (self.src / ".git").exists():
+            # --shared borrows the user's objects; re-clone if they are not the ones borrowed
+            objects = _git(self.source.git, "rev-parse", "--path-format=absolute",
+                           "--git-path", "objects").stdout.strip()
+            alternates = self.src / ".git" / "objects" / "info" / "alternates"
+            if not alternates.is_file() or alternates.read_text().strip() != objects:
+                shutil.rmtree(self.src, ignore_errors=True)
                 progress.begin(f"clone --shared {self.source.git}")
                 run_logged(["git", "clone", "--quiet", "--shared", "--no-checkout",
                             str(self.source.git), str(self.src)], log, progress)
@@ -259,7 +265,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None) ->
     """Return the built kernel for spec, building it only if it is not cached."""
     progress = progress or Progress(f"kernel {spec.name}")
     toolchain = toolchain_id()
-    src_id = source_id(spec.source)
+    src_id = source_id(spec.source, rig.path)
     key = kernel_key(src_id, spec, toolchain)
     out = output_dir(rig, spec, key)
     cached = load_cached(out)

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator import config
+
 REPO = Path(__file__).resolve().parents[2]
+PATCHES = REPO / "images" / "patches"
+HSTATUS_BACKPORT = PATCHES / "0001-RISC-V-KVM-swap-HSTATUS-in-C-backport-b6114a7e.patch"
+SCOUNTEREN_BACKPORT = PATCHES / "0002-RISC-V-KVM-swap-SCOUNTEREN-in-C-backport-b922307a.patch"
 
 
 def orchestrator(*args: str, config: Path | None = None,
@@ -59,3 +64,25 @@ def built_kernels() -> dict[str, dict]:
     result = orchestrator("build", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     return {k["name"]: k for k in json.loads(result.stdout)}
+
+
+@pytest.fixture(scope="session")
+def user_git_tree(built_kernels: dict[str, dict],
+                  tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A user's kernel clone: Debian's 6.12 with the b6114a7e backport committed on top.
+
+    Cloned from the rig's own git tree of linux-source-6.12 (see the README's
+    cache layout); fixed dates make the commit id, and so the kernel key, stable.
+    """
+    pristine = config.load(REPO / "rig.yaml").cache_dir / "trees" / "debian-6.12" / "src"
+    tree = tmp_path_factory.mktemp("user") / "linux"
+    env = dict(os.environ, GIT_AUTHOR_NAME="Rig Test", GIT_AUTHOR_EMAIL="test@localhost",
+               GIT_COMMITTER_NAME="Rig Test", GIT_COMMITTER_EMAIL="test@localhost",
+               GIT_AUTHOR_DATE="2024-11-01T00:00:00Z", GIT_COMMITTER_DATE="2024-11-01T00:00:00Z")
+    for args in (["clone", "--quiet", "--shared", str(pristine), str(tree)],
+                 ["-C", str(tree), "apply", str(HSTATUS_BACKPORT)],
+                 ["-C", str(tree), "commit", "--quiet", "--all", "-m", "b6114a7e backport"]):
+        subprocess.run(["git", *args], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    return tree, head

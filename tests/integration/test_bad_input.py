@@ -35,6 +35,27 @@ def test_patch_that_does_not_apply(tmp_path: Path) -> None:
     assert f"{bad}: does not apply" in line
 
 
+def test_compile_error_is_an_infrastructure_error_with_the_log_tail(tmp_path: Path) -> None:
+    broken = tmp_path / "0099-break-the-build.patch"
+    broken.write_text(
+        "--- a/arch/riscv/kvm/vcpu.c\n+++ b/arch/riscv/kvm/vcpu.c\n"
+        "@@ -8,2 +8,3 @@\n \n+#error rig test: this kernel must not build\n"
+        " #include <linux/bitops.h>\n")
+
+    def add_broken_patch(doc: dict) -> None:
+        doc["kernels"][1]["name"] = "broken"
+        doc["kernels"][1]["patches"].append(str(broken))
+
+    result = orchestrator("build", "broken", config=rig_variant(tmp_path, add_broken_patch))
+    assert result.returncode == EXIT_INFRA, result.stderr
+    line = last_line(result.stderr)
+    assert "kernel broken: make -j" in line and "failed (exit 2); full log: " in line
+    log = Path(line.split("full log: ")[1])
+    assert "rig test: this kernel must not build" in log.read_text()
+    tail = result.stderr.split(line)[0]
+    assert "#error rig test: this kernel must not build" in tail
+
+
 def test_kernel_panic_at_boot_is_an_infrastructure_error(built_kernels: dict,
                                                          tmp_path: Path) -> None:
     # No such init and no root device: the kernel really panics.

@@ -132,18 +132,36 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
         config.load(path)
 
 
+def unknown_key(doc: dict) -> None:
+    doc["qemu"]["cpus"] = 2
+
+
+def wrong_type(doc: dict) -> None:
+    doc["qemu"]["memory"] = 512
+
+
+def missing_patch(doc: dict) -> None:
+    doc["kernels"][1]["patches"][1] = "images/patches/gone.patch"
+
+
+@pytest.mark.parametrize(("edit", "reported"), [
+    (unknown_key, "qemu.cpus: unknown key"),
+    (wrong_type, "qemu.memory: got 512, expected a string"),
+    (missing_patch, "kernels[1].patches[1]: got 'images/patches/gone.patch', expected an"
+                    " existing file"),
+])
 @pytest.mark.parametrize("subcommand", [["build"], ["run"], ["boot", "b922307a", "--", "true"]])
 def test_cli_reports_bad_config_on_one_line_with_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], subcommand: list[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subcommand: list[str], edit, reported: str
 ) -> None:
     doc = default_doc()
-    doc["qemu"]["cpus"] = 2
+    edit(doc)
     path = write_rig(tmp_path, doc)
     assert cli.main(["-c", str(path), *subcommand]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("orchestrator: error: ")
-    assert "qemu.cpus: unknown key" in err[0]
+    assert err[0].startswith(f"orchestrator: error: {path}: ")
+    assert reported in err[0]
 
 
 def test_cli_unknown_kernel_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:

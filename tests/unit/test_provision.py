@@ -56,3 +56,14 @@ def test_plan_is_described_in_words() -> None:
     assert text.startswith("add the bookworm-backports apt source; apt install ")
     assert "apt install from bookworm-backports qemu-system-riscv" in text
     assert text.endswith("pip install pexpect")
+
+
+def test_setup_on_another_system_lists_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(provision, "os_release", lambda: {"ID": "fedora", "ID_LIKE": ""})
+    with pytest.raises(InfraError, match="unsupported system"):
+        provision.setup()
+    err = capsys.readouterr().err
+    assert "not a Debian or Ubuntu system" in err
+    for package in ("gcc-riscv64-linux-gnu", "linux-source-6.12", "pexpect"):
+        assert package in err
