@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import __version__, config, image, kernel, provision, runner
+from orchestrator import __version__, config, guest, kernel, provision, runner
 from orchestrator.errors import EXIT_OK, BadInput, RigError
-from orchestrator.qemu import HostVM
+from orchestrator.qemu import HostVM, console_tail
 from orchestrator.results import summary_table
 
 EXIT_INTERRUPTED = 130
+CONSOLE_CONTEXT_LINES = 40
 
 
 def _load(args: argparse.Namespace) -> config.RigConfig:
@@ -49,7 +50,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _boot(args: argparse.Namespace, extra_append: str = "") -> HostVM:
     rig = _load(args)
     built = kernel.build(rig, rig.kernel(args.kernel))
-    initramfs = image.build_initramfs(rig.cache_dir)
+    initramfs = guest.host_initramfs(rig.cache_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log = rig.results_dir / "boots" / f"{args.kernel}-{stamp}-{os.getpid()}.console.log"
     qemu_config = rig.qemu
@@ -86,8 +87,20 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     rig = _load(args)
-    record = runner.run(rig, args.kernel)
+    if args.only and not args.kernel:
+        raise BadInput("--only needs --kernel KERNEL (the kernel to rerun the case on)")
+    record = runner.run(rig, args.kernel, args.only)
+    if args.only:
+        for case in record.cases:
+            print(json.dumps(dataclasses.asdict(case), indent=2))
+        for name in args.kernel:
+            print(f"--- console of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
+            print(console_tail(record.console_log(name), CONSOLE_CONTEXT_LINES))
     print(summary_table(record.cases))
+    for case in record.cases:
+        if "rerun" in case.extra:
+            print(f"{case.verdict}: {case.kernel} {case.id}: {case.reason}\n"
+                  f"  rerun: {case.extra['rerun']}")
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
     return code
@@ -128,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="build, boot and check every kernel; write results/")
     p.add_argument("--kernel", action="append", metavar="KERNEL",
                    help="only this kernel (repeatable)")
+    p.add_argument("--only", metavar="CASE_ID",
+                   help="rerun one case (e.g. counters/pmu/VU/cycle/scounteren=0x0) and print"
+                        " its record and the console around it")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -39,6 +39,36 @@ class QemuConfig:
 
 
 @dataclass(frozen=True)
+class CountersConfig:
+    """Counter reads from VS and VU mode (REFERENCE.md §2)."""
+
+    enabled: bool = True
+    # guest SCOUNTEREN values written before the reads
+    scounteren: tuple[int, ...] = (0x0, 0x1, 0x2, 0x4, 0x7, 0xFFFFFFFF)
+    # busy-loop iterations between a counter's two reads
+    delay: int = 1000
+
+
+@dataclass(frozen=True)
+class IsolationConfig:
+    """Host and guest SCOUNTEREN kept apart across world switches."""
+
+    enabled: bool = True
+    # host kernel.perf_user_access values to run under (0, 1: time only; 2: legacy)
+    perf_user_access: tuple[int, ...] = (0, 1, 2)
+    # KVM exits the guest causes (a third each: in-kernel SBI, user exit, timer)
+    exits: int = 3000
+    # also move the vCPU thread between host CPUs after every exit (needs qemu.smp >= 2)
+    migrate: bool = False
+
+
+@dataclass(frozen=True)
+class ScenariosConfig:
+    counters: CountersConfig = field(default_factory=CountersConfig)
+    isolation: IsolationConfig = field(default_factory=IsolationConfig)
+
+
+@dataclass(frozen=True)
 class DebianSource:
     """A kernel tarball shipped by a Debian package (e.g. linux-source-6.12)."""
 
@@ -78,6 +108,7 @@ class RigConfig:
     kernels: tuple[KernelSpec, ...]
     cache_dir: Path
     results_dir: Path
+    scenarios: ScenariosConfig = field(default_factory=ScenariosConfig)
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def kernel(self, name: str) -> KernelSpec:
@@ -97,6 +128,7 @@ def default_cache_dir() -> Path:
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
 class _Reader:
@@ -143,8 +175,16 @@ class _Reader:
                 kwargs[key] = None
                 continue
             kind = typing.get_args(hint)[0] if optional else hint
-            kwargs[key] = self.scalar(f"{where}.{key}", item, kind)
+            if typing.get_origin(kind) is tuple:
+                kwargs[key] = self.scalar_list(f"{where}.{key}", item, typing.get_args(kind)[0])
+            else:
+                kwargs[key] = self.scalar(f"{where}.{key}", item, kind)
         return cls(**kwargs)
+
+    def scalar_list(self, where: str, value: Any, kind: type) -> tuple:
+        if not isinstance(value, list) or not value:
+            self.fail(where, value, f"a non-empty list of {_PLURAL_NAMES[kind]}")
+        return tuple(self.scalar(f"{where}[{i}]", item, kind) for i, item in enumerate(value))
 
     def existing_file(self, where: str, value: Any) -> Path:
         text = self.scalar(where, value, str)
@@ -218,7 +258,8 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
 
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "cache_dir", "results_dir"])
+                         ["qemu", "sources", "kernels", "scenarios", "cache_dir",
+                          "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if qemu.smp < 1:
         reader.fail("qemu.smp", qemu.smp, "an integer >= 1")
@@ -244,6 +285,17 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
             reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
         seen.add(spec.name)
 
+    raw_scenarios = reader.mapping("scenarios", top.get("scenarios") or {},
+                                   ["counters", "isolation"])
+    scenarios = ScenariosConfig(
+        counters=reader.dataclass("scenarios.counters", raw_scenarios.get("counters"),
+                                  CountersConfig),
+        isolation=reader.dataclass("scenarios.isolation", raw_scenarios.get("isolation"),
+                                   IsolationConfig),
+    )
+    if scenarios.isolation.enabled and scenarios.isolation.migrate and qemu.smp < 2:
+        reader.fail("scenarios.isolation.migrate", True, "qemu.smp >= 2 to move the vCPU thread")
+
     def directory(key: str, default: Path) -> Path:
         if top.get(key) is None:
             return default
@@ -256,4 +308,5 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
         kernels=kernels,
         cache_dir=directory("cache_dir", default_cache_dir()),
         results_dir=directory("results_dir", reader.base / "results"),
+        scenarios=scenarios,
     )

@@ -133,6 +133,8 @@ class HostVM:
         if len(line) > MAX_COMMAND_LINE:
             raise InfraError(f"{self.label}: command too long for the console"
                              f" ({len(line)} > {MAX_COMMAND_LINE} bytes encoded)")
+        if self._log_file:  # the log shows each command before its output
+            self._log_file.write(f"\n$ {script}\n".encode())
         started = time.monotonic()
         self._child.sendline(line)
         limit = timeout or self.qemu.command_timeout

@@ -1,7 +1,10 @@
 """`orchestrator run`: every kernel of rig.yaml is built, booted and checked.
 
-A kernel that fails to build or boot gets an `error` case and the run goes
-on with the next kernel; the exit code then says infrastructure error.
+Per kernel: build, boot, then the scenarios in order (kvm-host, counters,
+isolation). A kernel that fails to build or boot gets an `error` case and
+the run goes on with the next one. After all kernels, each case is
+compared with the same case on the run's first kernel: a different
+behaviour is a failure of its own ("behaviour differs from KERNEL").
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator import __version__, disasm, image, kernel
+from orchestrator import __version__, disasm, expect, guest, kernel
 from orchestrator.config import RigConfig
-from orchestrator.errors import InfraError
+from orchestrator.errors import BadInput, InfraError
 from orchestrator.qemu import HostVM, qemu_command
-from orchestrator.results import ERROR, Case, RunRecord
-from orchestrator.scenarios import kvm_host
+from orchestrator.results import ERROR, FAIL, Case, RunRecord
+from orchestrator.scenarios import counters, isolation, kvm_host
+
+SCENARIOS = {kvm_host.NAME: kvm_host, counters.NAME: counters, isolation.NAME: isolation}
 
 
 def qemu_version(binary: str) -> str:
@@ -27,55 +32,102 @@ def qemu_version(binary: str) -> str:
     return out.stdout.splitlines()[0]
 
 
-def reproduce_command(rig: RigConfig, kernels: list[str]) -> str:
+def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -> str:
     args = ["orchestrator", "-c", str(rig.path), "run"]
     for name in kernels:
         args += ["--kernel", name]
+    if only:
+        args += ["--only", only]
     return shlex.join(args)
 
 
-def run(rig: RigConfig, kernel_names: list[str] | None = None) -> RunRecord:
+def check_only(only: str) -> None:
+    scenario = SCENARIOS.get(only.split("/", 1)[0])
+    if scenario is None or not scenario.valid_id(only):
+        raise BadInput(f"--only: {only!r} is not a case id (e.g."
+                       " counters/pmu/VU/cycle/scounteren=0x0, kvm-host/dev-kvm,"
+                       " isolation/perf_user_access=1/pinned/host-policy)")
+
+
+def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
+                   only: str | None) -> list[Case]:
+    wanted = only.split("/", 1)[0] if only else None
+    cases: list[Case] = []
+    if wanted in (None, kvm_host.NAME):
+        cases += [c for c in kvm_host.run(vm, kernel_name) if only in (None, c.id)]
+    for module, cfg in ((counters, rig.scenarios.counters),
+                        (isolation, rig.scenarios.isolation)):
+        if wanted == module.NAME or (wanted is None and cfg.enabled):
+            cases += module.run(vm, kernel_name, cfg, only)
+    return cases
+
+
+def compare_with_baseline(record: RunRecord, baseline: str) -> list[Case]:
+    """A failure for each case whose behaviour differs from the baseline kernel's."""
+    reference = {c.id: c for c in record.cases if c.kernel == baseline}
+    differing = []
+    for case in record.cases:
+        other = reference.get(case.id)
+        if case.kernel == baseline or other is None:
+            continue
+        reason = expect.compare_kernels({baseline: other.observed, case.kernel: case.observed})
+        if reason:
+            differing.append(Case(
+                id=case.id, kernel=case.kernel, scenario="differs", verdict=FAIL,
+                observed=case.observed, expected=other.observed, reason=reason, log=case.log,
+            ))
+    return differing
+
+
+def run(rig: RigConfig, kernel_names: list[str] | None = None,
+        only: str | None = None) -> RunRecord:
+    if only:
+        check_only(only)
     specs = [rig.kernel(n) for n in kernel_names] if kernel_names else list(rig.kernels)
     record = RunRecord(rig.results_dir)
     print(f"run {record.run_id}: {len(specs)} kernel(s), results in {record.dir}",
           file=sys.stderr)
-    record.set_metadata(
+    record.set_manifest(
         rig_version=__version__,
         config=str(rig.path),
         qemu={"version": qemu_version(rig.qemu.binary), "cpu": rig.qemu.cpu,
               "machine": rig.qemu.machine, "smp": rig.qemu.smp, "icount": rig.qemu.icount},
-        reproduce=reproduce_command(rig, [s.name for s in specs]),
+        reproduce=rerun_command(rig, [s.name for s in specs], only),
         kernels={},
     )
     initramfs: Path | None = None
     for spec in specs:
         try:
             built = kernel.build(rig, spec)
-            initramfs = initramfs or image.build_initramfs(rig.cache_dir)
+            initramfs = initramfs or guest.host_initramfs(rig.cache_dir)
         except InfraError as exc:
             print(f"[{spec.name}] {exc.message}", file=sys.stderr)
             record.add(Case(id="build", kernel=spec.name, scenario="build", verdict=ERROR,
                             reason=exc.message, observed=exc.details))
             continue
         log = record.console_log(spec.name)
-        record.metadata["kernels"][spec.name] = {
+        record.manifest["kernels"][spec.name] = {
             **built.to_json(),
             "world_switch_csrs": disasm.world_switch_report(built.vmlinux),
             "qemu_command": shlex.join(qemu_command(rig.qemu, built.image, initramfs,
                                                     log.with_suffix(".pid"))),
         }
-        record.set_metadata()
+        record.set_manifest()
         try:
             with HostVM(rig.qemu, built.image, initramfs, log, label=spec.name) as vm:
                 seconds = vm.boot()
                 print(f"[{spec.name}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
-                record.metadata["kernels"][spec.name]["boot_seconds"] = seconds
-                record.set_metadata()
-                for case in kvm_host.run(vm, spec.name):
+                record.manifest["kernels"][spec.name]["boot_seconds"] = seconds
+                record.set_manifest()
+                for case in scenario_cases(rig, vm, spec.name, only):
+                    if case.verdict in (FAIL, ERROR):
+                        case.extra["rerun"] = rerun_command(rig, [spec.name], case.id)
                     record.add(case)
         except InfraError as exc:
             print(f"[{spec.name}] {exc.message}", file=sys.stderr)
             record.add(Case(id="boot", kernel=spec.name, scenario="boot", verdict=ERROR,
                             reason=exc.message, observed=exc.details, log=str(log)))
+    for case in compare_with_baseline(record, specs[0].name):
+        case.extra["rerun"] = rerun_command(rig, [specs[0].name, case.kernel], case.id)
+        record.add(case)
     return record
-

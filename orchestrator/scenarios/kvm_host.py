@@ -14,13 +14,18 @@ from orchestrator.results import FAIL, PASS, Case
 
 NAME = "kvm-host"
 KVM_BANNER = re.compile(r"kvm \[\d+\]: hypervisor extension available")
+CASES = (f"{NAME}/hypervisor-extension", f"{NAME}/dev-kvm")
+
+
+def valid_id(case: str) -> bool:
+    return case in CASES
 
 
 def run(vm: HostVM, kernel: str) -> list[Case]:
     console = vm.console_log.read_bytes().decode(errors="replace")
     banner = KVM_BANNER.search(console)
     cases = [Case(
-        id=f"{NAME}/hypervisor-extension", kernel=kernel, scenario=NAME,
+        id=CASES[0], kernel=kernel, scenario=NAME,
         verdict=PASS if banner else FAIL,
         observed=banner.group(0) if banner else None,
         expected="kvm [N]: hypervisor extension available",
@@ -29,7 +34,7 @@ def run(vm: HostVM, kernel: str) -> list[Case]:
     )]
     probe = vm.run("test -c /dev/kvm && ls -l /dev/kvm")
     cases.append(Case(
-        id=f"{NAME}/dev-kvm", kernel=kernel, scenario=NAME,
+        id=CASES[1], kernel=kernel, scenario=NAME,
         verdict=PASS if probe.status == 0 else FAIL,
         observed=probe.output.strip() or f"exit {probe.status}",
         expected="/dev/kvm is a character device",

@@ -117,12 +117,13 @@ def test_git_source_and_absent_keys_get_defaults(tmp_path: Path) -> None:
     tree = tmp_path / "linux"
     (tree / ".git").mkdir(parents=True)
     doc = default_doc()
-    del doc["qemu"]
+    del doc["qemu"], doc["scenarios"]
     doc["sources"]["mine"] = {"git": "linux", "ref": "v6.12"}
     doc["kernels"][0]["source"] = "mine"
     rig = config.load(write_rig(tmp_path, doc))
     assert rig.kernels[0].source == config.GitSource("mine", tree, "v6.12")
     assert rig.qemu == config.QemuConfig()
+    assert rig.scenarios == config.ScenariosConfig()
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -184,3 +185,16 @@ def test_cli_rejects_a_command_for_subcommands_other_than_boot() -> None:
 def test_cli_boot_without_a_command_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["-c", str(REPO / "rig.yaml"), "boot", "b922307a"]) == EXIT_BAD_INPUT
     assert "give a command after '--'" in capsys.readouterr().err
+
+
+def test_scenario_lists_are_checked_item_by_item(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["scenarios"]["counters"]["scounteren"] = [0, "7"]
+    assert ("scenarios.counters.scounteren[1]: got '7', expected an integer"
+            in load_error(tmp_path, doc))
+
+
+def test_migration_needs_two_host_cpus(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["qemu"]["smp"] = 1
+    assert "scenarios.isolation.migrate" in load_error(tmp_path, doc)

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Guest payload "counters": for each SCOUNTEREN value in the parameter block
+ * and each of cycle/time/instret/hpmcounter3, write SCOUNTEREN, read it back,
+ * read the counter twice in VS-mode and then twice in VU-mode, and report one
+ * record per (scounteren, counter, mode) to the VMM. With RIG_PARAM_PMU the
+ * cycle, instret (and, if the host has a matching event, hpmcounter3) SBI PMU
+ * counters are configured and started first, so that KVM's emulation of the
+ * trapped reads returns values instead of an illegal-instruction exception.
+ */
+#include "rig_guest.h"
+
+#define SBI_EXT_PMU		0x504D55UL
+#define SBI_PMU_NUM_COUNTERS	0UL
+#define SBI_PMU_COUNTER_GET_INFO 1UL
+#define SBI_PMU_CFG_MATCH	2UL
+#define SBI_PMU_COUNTER_START	3UL
+#define SBI_PMU_CFG_FLAG_CLEAR_VALUE (1UL << 1)
+
+struct rig_pair {
+	uint64_t v1;
+	uint64_t v2;
+};
+
+/* start.S */
+struct rig_pair rig_enter_user(uintptr_t vu_pc, uint64_t delay);
+#define DECLARE_READERS(n)					\
+	struct rig_pair rig_vs_read_##n(uint64_t delay);	\
+	void rig_vu_read_##n(void)
+DECLARE_READERS(cycle);
+DECLARE_READERS(time);
+DECLARE_READERS(instret);
+DECLARE_READERS(hpmcounter3);
+
+struct counter {
+	uint16_t csr;
+	struct rig_pair (*vs_read)(uint64_t delay);
+	void (*vu_read)(void);
+};
+
+static const struct counter counters[] = {
+	{ RIG_CSR_CYCLE, rig_vs_read_cycle, rig_vu_read_cycle },
+	{ RIG_CSR_TIME, rig_vs_read_time, rig_vu_read_time },
+	{ RIG_CSR_INSTRET, rig_vs_read_instret, rig_vu_read_instret },
+	{ RIG_CSR_HPMCOUNTER3, rig_vs_read_hpmcounter3, rig_vu_read_hpmcounter3 },
+};
+
+/* Shared with the trap handler; volatile because traps change them. */
+static volatile int probe_active;	/* counter reads may trap now */
+static volatile int in_user;		/* inside rig_enter_user */
+static volatile uint32_t probe_traps;
+static volatile uint64_t probe_cause, probe_tval;
+static uint32_t n_counter_records;
+
+uint64_t rig_payload_trap(struct trap_frame *f)
+{
+	int from_user = !(f->sstatus & SSTATUS_SPP);
+
+	if (f->scause == CAUSE_ECALL_U && from_user && in_user) {
+		in_user = 0;
+		return 1;	/* start.S returns from rig_enter_user */
+	}
+
+	/*
+	 * KVM turns a virtual-instruction exit it cannot emulate into an
+	 * illegal-instruction trap for the guest; 22 is accepted too so that a
+	 * hypervisor that passes it through is reported, not aborted on.
+	 */
+	if (probe_active && (f->scause == CAUSE_ILLEGAL_INSN ||
+			     f->scause == CAUSE_VIRTUAL_INSN)) {
+		if (probe_traps++ == 0) {
+			probe_cause = f->scause;
+			probe_tval = f->stval;
+		}
+		f->sepc += 4;	/* skip the 4-byte csrr */
+		return 0;
+	}
+
+	guest_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
+}
+
+static void probe(uint32_t test_id, uint64_t scounteren,
+		  const struct counter *c, uint16_t mode, uint64_t delay)
+{
+	struct rig_record r = {
+		.kind = RIG_KIND_COUNTER,
+		.test_id = test_id,
+		.mode = mode,
+		.counter = c->csr,
+		.scounteren_written = scounteren,
+	};
+	struct rig_pair v;
+
+	write_scounteren(scounteren);
+	r.scounteren_read = read_scounteren();
+
+	probe_traps = 0;
+	probe_cause = 0;
+	probe_tval = 0;
+	probe_active = 1;
+	if (mode == RIG_MODE_VS) {
+		v = c->vs_read(delay);
+	} else {
+		in_user = 1;
+		v = rig_enter_user((uintptr_t)c->vu_read, delay);
+	}
+	probe_active = 0;
+
+	r.scounteren_after = read_scounteren();
+	r.ntraps = probe_traps;
+	r.outcome = r.ntraps ? RIG_OUTCOME_EXCEPTION : RIG_OUTCOME_VALUE;
+	r.cause = probe_cause;
+	r.tval = probe_tval;
+	r.value1 = v.v1;
+	r.value2 = v.v2;
+	ucall(&r);
+	n_counter_records++;
+}
+
+static void pmu_config(uint64_t event_idx, unsigned long ctr_base,
+		       unsigned long ctr_mask)
+{
+	struct rig_record r = { .kind = RIG_KIND_PMU_CONFIG, .aux = event_idx };
+	struct sbiret ret, info;
+
+	ret = sbi_call(SBI_EXT_PMU, SBI_PMU_CFG_MATCH, ctr_base, ctr_mask,
+		       SBI_PMU_CFG_FLAG_CLEAR_VALUE, event_idx, 0);
+	r.sbi_error = ret.error;
+	r.sbi_value = (uint64_t)ret.value;
+	if (!ret.error) {
+		/* counter_start: base = the index SBI gave back, mask 1, no flags */
+		r.value1 = (uint64_t)sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_START,
+					      (unsigned long)ret.value, 1, 0,
+					      0, 0).error;
+		/* counter info bits 11:0 name the CSR KVM emulates for it */
+		info = sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_GET_INFO,
+				(unsigned long)ret.value, 0, 0, 0, 0);
+		if (!info.error && info.value >= 0)
+			r.counter = (uint16_t)(info.value & 0xfff);
+	}
+	ucall(&r);
+}
+
+static void pmu_setup(void)
+{
+	struct rig_record r = { .kind = RIG_KIND_PMU_INFO };
+	struct sbiret probe_ret, num;
+	unsigned long all;
+
+	probe_ret = sbi_call(SBI_EXT_BASE, SBI_BASE_PROBE_EXT, SBI_EXT_PMU,
+			     0, 0, 0, 0);
+	num = sbi_call(SBI_EXT_PMU, SBI_PMU_NUM_COUNTERS, 0, 0, 0, 0, 0);
+	r.sbi_error = probe_ret.error;
+	r.sbi_value = (uint64_t)probe_ret.value;
+	r.value1 = (uint64_t)num.error;
+	r.value2 = (uint64_t)num.value;
+	ucall(&r);
+	if (probe_ret.error || !probe_ret.value || num.error || num.value <= 0)
+		return;	/* the counter records will show the unconfigured result */
+
+	all = num.value >= 64 ? ~0UL : (1UL << num.value) - 1;
+	pmu_config(0x00001, 0, all);	/* HW CPU_CYCLES: KVM fixes it to index 0 */
+	pmu_config(0x00002, 0, all);	/* HW INSTRUCTIONS: index 2 */
+	/*
+	 * hpmcounter3: a programmable counter needs an event the host can
+	 * count; DTLB read miss (cache event 0x10019) is one QEMU virt maps.
+	 */
+	if (num.value > 3)
+		pmu_config(0x10019, 3, 1);
+}
+
+void rig_main(uint64_t hartid, uint64_t arg1)
+{
+	const struct rig_params *p = rig_get_params();
+	struct rig_record done = { .kind = RIG_KIND_DONE };
+	uint32_t test_id = 0;
+	uint32_t i;
+	size_t c;
+
+	(void)hartid;
+	(void)arg1;
+
+	if (p->flags & RIG_PARAM_PMU)
+		pmu_setup();
+
+	for (i = 0; i < p->n_scounteren; i++) {
+		for (c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+			probe(test_id++, p->scounteren[i], &counters[c],
+			      RIG_MODE_VS, p->delay_loops);
+			probe(test_id++, p->scounteren[i], &counters[c],
+			      RIG_MODE_VU, p->delay_loops);
+		}
+	}
+
+	done.test_id = n_counter_records;
+	ucall(&done);
+}

@@ -1,0 +1,281 @@
+"""What a guest counter read should give: the privileged spec's answer, KVM 6.12's
+documented answer, and the named deviation when they differ.
+
+Source of truth: /work/shared/REFERENCE.md §2, which summarises QEMU
+target/riscv/csr.c ctr() and Linux arch/riscv/kvm/{main.c, vcpu_insn.c,
+vcpu_pmu.c}. A record is one `counter` line of rig-vmm (guest-tests/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
+
+CAUSE_ILLEGAL_INSTRUCTION = 2
+CAUSE_VIRTUAL_INSTRUCTION = 22
+
+# CSR numbers; the scounteren/hcounteren bit of a counter is csr - CSR_CYCLE.
+CSR_CYCLE = 0xC00
+COUNTER_CSRS = {"cycle": 0xC00, "time": 0xC01, "instret": 0xC02, "hpmcounter3": 0xC03}
+MODES = ("VS", "VU")
+
+# Bits 0-2 (cycle, time, instret) exist on every Zicntr hart, so a written 1
+# there must read back; higher bits may be read-only zero (WARL).
+ZICNTR_BITS = 0x7
+
+# cycle/time/instret always count; hpmcounter3's cache event may not fire.
+MUST_ADVANCE = ("cycle", "time", "instret")
+
+# Linux arch/riscv/kvm/main.c kvm_arch_enable_virtualization_cpu(): only time direct.
+KVM_HCOUNTEREN = 0x2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a counter read gives the guest: a value, or an exception with its cause.
+
+    `fixed` pins the value when KVM returns a constant instead of a counter.
+    """
+
+    kind: str
+    cause: int | None = None
+    fixed: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "exception":
+            return f"exception cause {self.cause}"
+        return "value" if self.fixed is None else f"value {self.fixed}"
+
+
+VALUE = Outcome("value")
+ZERO = Outcome("value", fixed=0)
+ILLEGAL = Outcome("exception", CAUSE_ILLEGAL_INSTRUCTION)
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A documented way KVM 6.12 breaks the spec; `id` is stable across reports."""
+
+    id: str
+    rule: str
+    source: str
+
+
+DEVIATIONS = {d.id: d for d in (
+    Deviation(
+        "kvm-unconfigured-counter-traps",
+        "a VS read, or a VU read allowed by scounteren, of an implemented counter "
+        "returns a value",
+        "REFERENCE.md §2; Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
+        "kvm_riscv_vcpu_pmu_read_hpm(): pmu_ctr_read() fails without a perf event "
+        "(and always for time, cidx 1) -> KVM_INSN_ILLEGAL_TRAP",
+    ),
+    Deviation(
+        "kvm-ignores-guest-scounteren",
+        "a VU read with the guest's scounteren bit 0 raises illegal instruction in the guest",
+        "REFERENCE.md §2; Linux 6.12 arch/riscv/kvm/vcpu_insn.c csr_insn() -> "
+        "kvm_riscv_vcpu_pmu_read_hpm() never looks at guest_csr.scounteren",
+    ),
+    Deviation(
+        "kvm-no-guest-pmu",
+        "an allowed counter read returns the running counter and a VU read with "
+        "scounteren bit 0 raises illegal instruction",
+        "REFERENCE.md §2; Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
+        "kvm_riscv_vcpu_pmu_read_hpm(): !init_done (no Sscofpmf) -> cycle/instret 0, "
+        "others KVM_INSN_ILLEGAL_TRAP",
+    ),
+)}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One counter read as the guest set it up."""
+
+    mode: str
+    counter: str
+    guest_bit: bool
+    pmu_configured: bool
+    host_sscofpmf: bool = True
+    hcounteren: int = KVM_HCOUNTEREN
+
+    @property
+    def bit(self) -> int:
+        return COUNTER_CSRS[self.counter] - CSR_CYCLE
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Spec and KVM outcomes for a probe; `row` names the REFERENCE §2 table row."""
+
+    probe: Probe
+    spec: Outcome
+    kvm: Outcome
+    row: str
+    spec_rule: str
+    kvm_rule: str
+    deviation: Deviation | None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    expected: str
+    observed: str
+    reason: str
+    rule: str
+
+
+def _csr_value(value: Any) -> int:
+    return value if isinstance(value, int) else int(value, 0)
+
+
+def probe_from_record(record: dict[str, Any]) -> Probe:
+    """The probe a rig-vmm `counter` record describes (guest bit as read back, WARL)."""
+    mode, counter = record["mode"], record["counter"]
+    if mode not in MODES or counter not in COUNTER_CSRS:
+        raise ValueError(f"unknown mode/counter {mode}/{counter}")
+    read = _csr_value(record["scounteren_read"])
+    bit = COUNTER_CSRS[counter] - CSR_CYCLE
+    return Probe(mode=mode, counter=counter, guest_bit=bool(read >> bit & 1),
+                 pmu_configured=bool(record["pmu"]))
+
+
+def _spec(probe: Probe) -> tuple[Outcome, str, str]:
+    """The guest's view per the privileged spec: scounteren gates VU only; whatever
+    hcounteren traps, the hypervisor must make it look like this (REFERENCE §2)."""
+    kind = "time" if probe.counter == "time" else "counter"
+    if probe.mode == "VS":
+        return VALUE, f"vs-{kind}", "VS read returns a value (scounteren does not gate VS-mode)"
+    if probe.guest_bit:
+        return VALUE, f"vu-{kind}-bit1", "VU read with scounteren bit 1 returns a value"
+    return (ILLEGAL, f"vu-{kind}-bit0",
+            "VU read with scounteren bit 0 must raise illegal instruction")
+
+
+def _kvm(probe: Probe) -> tuple[Outcome, str]:
+    """KVM 6.12's answer, following QEMU ctr() and then KVM's trap handling."""
+    # ctr() with mcounteren all ones (OpenSBI): V=1 traps as virtual instruction
+    # if the hcounteren bit is 0, or in VU-mode if the scounteren bit is 0.
+    hc_bit = bool(probe.hcounteren >> probe.bit & 1)
+    if hc_bit and (probe.mode == "VS" or probe.guest_bit):
+        return VALUE, "read directly (hcounteren bit set): value"
+    # vcpu_insn.c csr_insn(): every 0xC00-0xC1F read goes to kvm_riscv_vcpu_pmu_read_hpm(),
+    # which refuses time either way (!init_done: not cycle/instret; else pmu_ctr_read()
+    # rejects cidx 1), so time is never configurable through SBI PMU.
+    if probe.counter == "time":
+        return ILLEGAL, "trapped time read is not emulated: illegal instruction"
+    if not probe.host_sscofpmf:
+        if probe.counter in ("cycle", "instret"):
+            return ZERO, "guest PMU not initialised: reads 0"
+        return ILLEGAL, "guest PMU not initialised: illegal instruction"
+    if probe.pmu_configured:
+        return VALUE, "configured via SBI PMU: value, whatever the guest's scounteren"
+    return ILLEGAL, "not configured via SBI PMU: illegal instruction"
+
+
+def expected(probe: Probe) -> Expectation:
+    spec, row, spec_rule = _spec(probe)
+    kvm, kvm_rule = _kvm(probe)
+    deviation = None
+    if kvm != spec:
+        if not probe.host_sscofpmf:
+            deviation = DEVIATIONS["kvm-no-guest-pmu"]
+        elif kvm.kind == "value":
+            deviation = DEVIATIONS["kvm-ignores-guest-scounteren"]
+        else:
+            deviation = DEVIATIONS["kvm-unconfigured-counter-traps"]
+    return Expectation(probe, spec, kvm, row, spec_rule, kvm_rule, deviation)
+
+
+def observed_summary(record: dict[str, Any]) -> str:
+    """Short text of what the guest saw; compare_kernels keys on its leading class."""
+    if record["outcome"] == "exception":
+        name = record.get("cause_name")
+        return f"exception cause {record['cause']}" + (f" ({name})" if name else "")
+    return f"value {record['value1']}->{record['value2']}"
+
+
+def _matches(outcome: Outcome, record: dict[str, Any]) -> bool:
+    if record["outcome"] != outcome.kind:
+        return False
+    if outcome.kind == "exception":
+        return record["cause"] == outcome.cause
+    return outcome.fixed is None or record["value1"] == record["value2"] == outcome.fixed
+
+
+def _record_rule_broken(record: dict[str, Any], exp: Expectation) -> tuple[str, str] | None:
+    """First broken record-level rule as (rule id, reason). scounteren state comes
+    first: a lost or mangled scounteren explains a wrong outcome, not the reverse."""
+    written = _csr_value(record["scounteren_written"])
+    read = _csr_value(record["scounteren_read"])
+    after = _csr_value(record["scounteren_after"])
+    if read & ~written or written & ZICNTR_BITS & ~read:
+        return ("scounteren-warl",
+                f"scounteren wrote {written:#x}, read back {read:#x}: no unwritten bit may "
+                f"appear and written bits 0-2 (Zicntr) must stay")
+    if after != read:
+        return ("guest-scounteren-preserved",
+                f"guest scounteren {read:#x} became {after:#x} across the counter reads "
+                f"(traps into KVM)")
+    kvm_view = record.get("scounteren_kvm")
+    if kvm_view is not None and _csr_value(kvm_view) != after:
+        return ("kvm-view-of-guest-scounteren",
+                f"KVM ONE_REG says guest scounteren is {_csr_value(kvm_view):#x}, "
+                f"guest reads {after:#x}")
+    if record["outcome"] == "exception" and record["cause"] == CAUSE_VIRTUAL_INSTRUCTION:
+        return ("virtual-instruction-leaked",
+                "a virtual-instruction exception (cause 22) reached the guest; KVM must "
+                "handle it and give the guest illegal instruction (cause 2) at most")
+    if record["outcome"] == "value" and exp.probe.counter in MUST_ADVANCE:
+        v1, v2 = record["value1"], record["value2"]
+        # KVM's documented constant 0 (kvm-no-guest-pmu) is judged by the table instead.
+        pinned = exp.kvm.fixed is not None and v1 == v2 == exp.kvm.fixed
+        if v2 <= v1 and not pinned:
+            return ("counter-advances",
+                    f"{exp.probe.counter} did not advance between two reads: {v1} -> {v2}")
+    return None
+
+
+def judge(record: dict[str, Any], host_sscofpmf: bool = True) -> Judgement:
+    """Verdict for one rig-vmm `counter` record against REFERENCE §2."""
+    exp = expected(replace(probe_from_record(record), host_sscofpmf=host_sscofpmf))
+    want = (str(exp.kvm) if exp.deviation is None
+            else f"{exp.kvm} (KVM 6.12; spec: {exp.spec})")
+    seen = observed_summary(record)
+    broken = _record_rule_broken(record, exp)
+    if broken:
+        return Judgement(FAIL, want, seen, broken[1], broken[0])
+    # KVM first: its pinned 0 would also match the spec's unpinned value.
+    if exp.deviation and _matches(exp.kvm, record):
+        return Judgement(KNOWN_DEVIATION, want, seen,
+                         f"{exp.deviation.id}: {exp.deviation.rule}", exp.deviation.id)
+    # Spec-correct is a pass even where KVM documents a deviation (it was fixed).
+    if _matches(exp.spec, record):
+        return Judgement(PASS, want, seen, "", exp.row)
+    return Judgement(FAIL, want, seen,
+                     f"spec: {exp.spec_rule}; KVM documented: {exp.kvm_rule}; observed: {seen}",
+                     exp.row)
+
+
+_CLASS = re.compile(r"value|exception cause \d+|exception")
+
+
+def _outcome_class(summary: str) -> str:
+    found = _CLASS.match(summary)
+    return found.group(0) if found else summary
+
+
+def compare_kernels(observed_by_kernel: dict[str, str]) -> str | None:
+    """How kernels differ on one case, against the first kernel given; values are not
+    compared, only outcome class and cause."""
+    if not observed_by_kernel:
+        return None
+    (reference, ref_summary), *others = observed_by_kernel.items()
+    ref_class = _outcome_class(ref_summary)
+    named = len(others) > 1
+    parts = [f"{kernel + ': ' if named else ''}{_outcome_class(summary)} vs {ref_class}"
+             for kernel, summary in others if _outcome_class(summary) != ref_class]
+    return f"behaviour differs from {reference}: " + "; ".join(parts) if parts else None

@@ -1,0 +1,90 @@
+"""counters: KVM guests read cycle, time, instret and hpmcounter3 from VS and
+VU mode under each guest SCOUNTEREN value, with and without the counters
+configured through the SBI PMU; each read is judged by orchestrator.expect.
+
+Case ids: counters/<pmu|no-pmu>/<VS|VU>/<counter>/scounteren=<hex>
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from orchestrator import expect
+from orchestrator.config import CountersConfig
+from orchestrator.guest import VMM, host_path
+from orchestrator.qemu import HostVM
+from orchestrator.results import ERROR, FAIL, Case
+
+NAME = "counters"
+PAYLOAD = "counters.bin"
+_ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
+
+
+def case_id(pmu: bool, record: dict) -> str:
+    state = "pmu" if pmu else "no-pmu"
+    written = record["scounteren_written"]
+    return f"{NAME}/{state}/{record['mode']}/{record['counter']}/scounteren={written}"
+
+
+def parse_records(output: str) -> list[dict]:
+    """The VMM's JSON lines; anything else on the console is ignored."""
+    records = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def vmm_command(values: list[int], pmu: bool, delay: int) -> str:
+    listed = ",".join(f"{v:#x}" for v in values)
+    flags = " --pmu" if pmu else ""
+    return (f"{host_path(VMM)} --scounteren {listed} --delay {delay}{flags}"
+            f" {host_path(PAYLOAD)}")
+
+
+def _plan(cfg: CountersConfig, only: str | None) -> list[tuple[bool, list[int]]]:
+    if only is None:
+        return [(False, list(cfg.scounteren)), (True, list(cfg.scounteren))]
+    match = _ID.match(only)
+    assert match, only  # runner.validate_only checked it
+    return [(match.group(1) == "pmu", [int(match.group(4), 16)])]
+
+
+def valid_id(case: str) -> bool:
+    return bool(_ID.match(case))
+
+
+def run(vm: HostVM, kernel: str, cfg: CountersConfig, only: str | None = None) -> list[Case]:
+    cases = []
+    for pmu, values in _plan(cfg, only):
+        command = vmm_command(values, pmu, cfg.delay)
+        result = vm.run(command)
+        records = parse_records(result.output)
+        counter_records = [r for r in records if r.get("kind") == "counter"]
+        for record in counter_records:
+            cid = case_id(pmu, record)
+            if only is not None and cid != only:
+                continue
+            judged = expect.judge(record)
+            # a failure leads with the rule it broke (a deviation's reason already does)
+            reason = f"{judged.rule}: {judged.reason}" if judged.verdict == FAIL else judged.reason
+            cases.append(Case(
+                id=cid, kernel=kernel, scenario=NAME, verdict=judged.verdict,
+                observed=judged.observed, expected=judged.expected, reason=reason,
+                log=str(vm.console_log), extra={"record": record, "rule": judged.rule},
+            ))
+        finished = any(r.get("kind") == "done" for r in records)
+        if result.status != 0 or not finished:
+            cases.append(Case(
+                id=f"{NAME}/{'pmu' if pmu else 'no-pmu'}/vmm", kernel=kernel, scenario=NAME,
+                verdict=ERROR, observed=result.output[-2000:], expected="rig-vmm exit 0 and done",
+                reason=f"'{command}' exited {result.status}"
+                       f"{'' if finished else ' without the guest finishing'}",
+                log=str(vm.console_log),
+            ))
+    return cases
