@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import __version__, disasm, expect, guest, kernel
@@ -50,16 +51,16 @@ def check_only(only: str) -> None:
 
 
 def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
-                   only: str | None) -> list[Case]:
+                   only: str | None) -> Iterator[Case]:
+    """Each scenario's cases as soon as that scenario is done, so they reach
+    the disk before the next one starts."""
     wanted = only.split("/", 1)[0] if only else None
-    cases: list[Case] = []
     if wanted in (None, kvm_host.NAME):
-        cases += [c for c in kvm_host.run(vm, kernel_name) if only in (None, c.id)]
+        yield from (c for c in kvm_host.run(vm, kernel_name) if only in (None, c.id))
     for module, cfg in ((counters, rig.scenarios.counters),
                         (isolation, rig.scenarios.isolation)):
         if wanted == module.NAME or (wanted is None and cfg.enabled):
-            cases += module.run(vm, kernel_name, cfg, only)
-    return cases
+            yield from module.run(vm, kernel_name, cfg, only)
 
 
 def compare_with_baseline(record: RunRecord, baseline: str) -> list[Case]:

@@ -4,6 +4,7 @@ boot that never becomes ready, a command that hangs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,4 +91,24 @@ def test_command_that_hangs_times_out(built_kernels: dict, tmp_path: Path) -> No
                           config=rig_variant(tmp_path, lambda doc: None))
     assert result.returncode == EXIT_INFRA, result.stderr
     assert "timed out after 3s waiting for command 'sleep 600'" in last_line(result.stderr)
+    assert qemu_processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_hung_scenario_is_an_infrastructure_error_and_earlier_results_stay(
+        built_kernels: dict, tmp_path: Path) -> None:
+    # An isolation run far longer than the command timeout allows.
+    def hang_isolation(doc: dict) -> None:
+        doc["qemu"]["command_timeout"] = 15
+        doc["scenarios"]["isolation"]["exits"] = 100_000_000
+
+    result = orchestrator("run", "--kernel", "b922307a", config=rig_variant(tmp_path,
+                                                                           hang_isolation))
+    assert result.returncode == EXIT_INFRA, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    cases = json.loads((run_dir / "results.json").read_text())["cases"]
+    scenarios = {c["scenario"] for c in cases}
+    assert {"kvm-host", "counters", "boot"} <= scenarios
+    (error,) = [c for c in cases if c["verdict"] == "error"]
+    assert "timed out after 15s waiting for command" in error["reason"]
+    assert len([c for c in cases if c["scenario"] == "counters"]) == 96
     assert qemu_processes_mentioning(str(tmp_path)) == []
