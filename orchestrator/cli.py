@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import __version__, config, guest, kernel, provision, runner
+from orchestrator import __version__, config, guest, kernel, provision, report, runner
 from orchestrator.errors import EXIT_OK, BadInput, RigError
 from orchestrator.qemu import HostVM, console_tail
 from orchestrator.results import summary_table
@@ -106,6 +106,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_dir(rig: config.RigConfig, given: str) -> Path:
+    """A run's directory, given as a path or as a run id under results/."""
+    for candidate in (Path(given), rig.results_dir / given):
+        if (candidate / "results.json").is_file():
+            return candidate
+    raise BadInput(f"{given}: no run there (looked for results.json in {given} and in"
+                   f" {rig.results_dir / given})")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    dir_a, dir_b = _run_dir(rig, args.run_a), _run_dir(rig, args.run_b)
+    sides_a = report.sides_of(report.load_cases(dir_a), f"{dir_a.name}:")
+    sides_b = report.sides_of(report.load_cases(dir_b), f"{dir_b.name}:")
+    common = [k for k in sides_a if k in sides_b]
+    if common:
+        pairs = [(sides_a[k], sides_b[k]) for k in common]
+    elif len(sides_a) == 1 and len(sides_b) == 1:
+        pairs = [(next(iter(sides_a.values())), next(iter(sides_b.values())))]
+    else:
+        raise BadInput(f"compare: {dir_a.name} and {dir_b.name} share no kernel"
+                       " and do not hold one kernel each")
+    out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
+    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", pairs)
+    for comp in comparisons:
+        for test, c in comp["latency"].items():
+            print(f"{comp['b']} vs {comp['a']}: latency/{test}: {c['verdict']}"
+                  f" ({c['difference']:+.1f} {c['unit']}, ratio {c['ratio']:.4f}; {c['rule']})")
+        print(f"{comp['b']} vs {comp['a']}: {len(comp['counter_differences'])} counter or"
+              " isolation case(s) behave differently")
+    print(f"report: {out / 'report.md'}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -145,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerun one case (e.g. counters/pmu/VU/cycle/scounteren=0x0) and print"
                         " its record and the console around it")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="compare two runs: latency A/B and counter differences;"
+                                       " writes report.md, compare.json, latency.png")
+    p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
+    p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

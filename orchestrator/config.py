@@ -62,10 +62,33 @@ class IsolationConfig:
     migrate: bool = False
 
 
+LATENCY_TESTS = ("sbi-in-kernel", "user-exit", "emulated-csr")
+LATENCY_MODES = ("icount", "wallclock")
+# REFERENCE.md §5: fewer boots or windows cannot tell a wall-clock difference
+WALLCLOCK_MIN_BOOTS, WALLCLOCK_MIN_WINDOWS = 5, 30
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """World-switch round trips timed over whole loops with rdtime (REFERENCE.md §3)."""
+
+    enabled: bool = True
+    # icount: exact instructions per round trip (-icount shift=0, host smp 1);
+    # wallclock: nanoseconds of QEMU's clock, with statistics over boots and windows
+    mode: str = "icount"
+    tests: tuple[str, ...] = LATENCY_TESTS
+    # round trips per timed window: at 100, a host tick lands in only ~2-7% of
+    # windows, and 100 x ticks / iterations is a whole number of instructions
+    iterations: int = 100
+    windows: int = 200  # timed windows per boot
+    boots: int = 3  # boots per kernel
+
+
 @dataclass(frozen=True)
 class ScenariosConfig:
     counters: CountersConfig = field(default_factory=CountersConfig)
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
 
 @dataclass(frozen=True)
@@ -242,6 +265,25 @@ def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source])
     )
 
 
+def _check_latency(reader: _Reader, latency: LatencyConfig) -> None:
+    where = "scenarios.latency"
+    if latency.mode not in LATENCY_MODES:
+        reader.fail(f"{where}.mode", latency.mode, " or ".join(LATENCY_MODES))
+    for i, test in enumerate(latency.tests):
+        if test not in LATENCY_TESTS:
+            reader.fail(f"{where}.tests[{i}]", test, "one of " + ", ".join(LATENCY_TESTS))
+    for key in ("iterations", "windows", "boots"):
+        if getattr(latency, key) < 1:
+            reader.fail(f"{where}.{key}", getattr(latency, key), "an integer >= 1")
+    if latency.mode == "wallclock":
+        if latency.boots < WALLCLOCK_MIN_BOOTS:
+            reader.fail(f"{where}.boots", latency.boots,
+                        f">= {WALLCLOCK_MIN_BOOTS} in wallclock mode")
+        if latency.windows < WALLCLOCK_MIN_WINDOWS:
+            reader.fail(f"{where}.windows", latency.windows,
+                        f">= {WALLCLOCK_MIN_WINDOWS} in wallclock mode")
+
+
 def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
     path = Path(path).resolve()
     try:
@@ -286,15 +328,18 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
         seen.add(spec.name)
 
     raw_scenarios = reader.mapping("scenarios", top.get("scenarios") or {},
-                                   ["counters", "isolation"])
+                                   ["counters", "isolation", "latency"])
     scenarios = ScenariosConfig(
         counters=reader.dataclass("scenarios.counters", raw_scenarios.get("counters"),
                                   CountersConfig),
         isolation=reader.dataclass("scenarios.isolation", raw_scenarios.get("isolation"),
                                    IsolationConfig),
+        latency=reader.dataclass("scenarios.latency", raw_scenarios.get("latency"),
+                                 LatencyConfig),
     )
     if scenarios.isolation.enabled and scenarios.isolation.migrate and qemu.smp < 2:
         reader.fail("scenarios.isolation.migrate", True, "qemu.smp >= 2 to move the vCPU thread")
+    _check_latency(reader, scenarios.latency)
 
     def directory(key: str, default: Path) -> Path:
         if top.get(key) is None:

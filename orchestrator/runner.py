@@ -9,20 +9,21 @@ behaviour is a failure of its own ("behaviour differs from KERNEL").
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator import __version__, disasm, expect, guest, kernel
-from orchestrator.config import RigConfig
+from orchestrator import __version__, disasm, guest, kernel, report
+from orchestrator.config import QemuConfig, RigConfig
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.qemu import HostVM, qemu_command
 from orchestrator.results import ERROR, FAIL, Case, RunRecord
-from orchestrator.scenarios import counters, isolation, kvm_host
+from orchestrator.scenarios import counters, isolation, kvm_host, latency
 
-SCENARIOS = {kvm_host.NAME: kvm_host, counters.NAME: counters, isolation.NAME: isolation}
+SCENARIOS = {m.NAME: m for m in (kvm_host, counters, isolation, latency)}
 
 
 def qemu_version(binary: str) -> str:
@@ -64,20 +65,44 @@ def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
 
 
 def compare_with_baseline(record: RunRecord, baseline: str) -> list[Case]:
-    """A failure for each case whose behaviour differs from the baseline kernel's."""
-    reference = {c.id: c for c in record.cases if c.kernel == baseline}
-    differing = []
-    for case in record.cases:
-        other = reference.get(case.id)
-        if case.kernel == baseline or other is None:
-            continue
-        reason = expect.compare_kernels({baseline: other.observed, case.kernel: case.observed})
-        if reason:
-            differing.append(Case(
-                id=case.id, kernel=case.kernel, scenario="differs", verdict=FAIL,
-                observed=case.observed, expected=other.observed, reason=reason, log=case.log,
-            ))
-    return differing
+    """A failure for each counter or isolation case that behaves differently than
+    on the baseline kernel (the run's first)."""
+    sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
+    reference = sides.get(baseline)
+    if reference is None:
+        return []
+    return [Case(id=diff["id"], kernel=name, scenario="differs", verdict=FAIL,
+                 observed=diff[name][1], expected=diff[baseline][1], reason=diff["reason"])
+            for name, side in sides.items() if name != baseline
+            for diff in report.counter_differences(reference, side)]
+
+
+def check_kernel(rig: RigConfig, record: RunRecord, name: str, image: Path, initramfs: Path,
+                 only: str | None) -> None:
+    """Boot a built kernel and record its scenarios' cases; InfraError ends it."""
+    wanted = only.split("/", 1)[0] if only else None
+
+    def add(case: Case) -> None:
+        if case.verdict in (FAIL, ERROR):
+            case.extra["rerun"] = rerun_command(rig, [name], case.id)
+        record.add(case)
+
+    def boot(qemu: QemuConfig, boot_name: str) -> HostVM:
+        return HostVM(qemu, image, initramfs, record.console_log(name, boot_name),
+                      label=f"{name} {boot_name}")
+
+    if wanted != latency.NAME:
+        with HostVM(rig.qemu, image, initramfs, record.console_log(name), label=name) as vm:
+            seconds = vm.boot()
+            print(f"[{name}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
+            record.manifest["kernels"][name]["boot_seconds"] = seconds
+            record.set_manifest()
+            for case in scenario_cases(rig, vm, name, only):
+                add(case)
+    if wanted == latency.NAME or (wanted is None and rig.scenarios.latency.enabled):
+        for case in latency.run(rig.scenarios.latency, name, boot, rig.qemu,
+                                lambda boot_name: record.console_log(name, boot_name), only):
+            add(case)
 
 
 def run(rig: RigConfig, kernel_names: list[str] | None = None,
@@ -115,15 +140,7 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         }
         record.set_manifest()
         try:
-            with HostVM(rig.qemu, built.image, initramfs, log, label=spec.name) as vm:
-                seconds = vm.boot()
-                print(f"[{spec.name}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
-                record.manifest["kernels"][spec.name]["boot_seconds"] = seconds
-                record.set_manifest()
-                for case in scenario_cases(rig, vm, spec.name, only):
-                    if case.verdict in (FAIL, ERROR):
-                        case.extra["rerun"] = rerun_command(rig, [spec.name], case.id)
-                    record.add(case)
+            check_kernel(rig, record, spec.name, built.image, initramfs, only)
         except InfraError as exc:
             print(f"[{spec.name}] {exc.message}", file=sys.stderr)
             record.add(Case(id="boot", kernel=spec.name, scenario="boot", verdict=ERROR,
@@ -131,4 +148,11 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
     for case in compare_with_baseline(record, specs[0].name):
         case.extra["rerun"] = rerun_command(rig, [specs[0].name, case.kernel], case.id)
         record.add(case)
+    if len(specs) > 1 and not only:
+        sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
+        baseline = sides.get(specs[0].name)
+        if baseline:
+            report.write(record.dir, f"Run {record.run_id}",
+                         [(baseline, side) for name, side in sides.items()
+                          if name != baseline.kernel])
     return record

@@ -61,6 +61,13 @@ void __attribute__((noreturn)) guest_abort(uint64_t reason,
 /* The parameter block, or guest_abort if the VMM did not write a valid one. */
 const struct rig_params *rig_get_params(void);
 
+/*
+ * pmu.c (linked by the payloads that need it): probe the SBI PMU, then
+ * configure and start HW cycles, HW instructions and, on counter 3, DTLB
+ * read misses; one PMU_INFO and one PMU_CONFIG record per event.
+ */
+void pmu_setup(void);
+
 static inline uint64_t read_scounteren(void)
 {
 	uint64_t v;

@@ -36,7 +36,7 @@
 #define RIG_UCALL_TICK		1UL
 
 #define RIG_MAGIC		0x52474952U	/* "RIGR" in memory (little endian) */
-#define RIG_VERSION		2U
+#define RIG_VERSION		3U
 
 /* Parameter block at RIG_PARAM_GPA. */
 #define RIG_MAX_SCOUNTEREN	16
@@ -50,7 +50,20 @@ struct rig_params {
 	uint64_t delay_loops;		/* busy-loop iterations between the two reads */
 	uint64_t scounteren[RIG_MAX_SCOUNTEREN];
 	uint64_t n_exits;		/* isolation: exits to cause, all kinds */
+	uint64_t iterations;		/* latency: round trips per timed loop */
+	uint32_t windows;		/* latency: timed loops per kind */
+	uint32_t latency_tests;		/* latency: bit n = rig_latency_test n */
 };
+
+/* Latency round-trip kinds. */
+enum rig_latency_test {
+	RIG_LAT_SBI_IN_KERNEL = 0,	/* SBI base call, answered by KVM */
+	RIG_LAT_USER_EXIT = 1,		/* tick ucall, answered by the VMM */
+	RIG_LAT_EMULATED_CSR = 2,	/* rdcycle, emulated by KVM (needs PMU) */
+	RIG_LAT_N_TESTS
+};
+/* The guest keeps every window's ticks until all windows are timed. */
+#define RIG_LAT_MAX_WINDOWS	8192
 
 enum rig_kind {
 	RIG_KIND_COUNTER = 1,		/* one (scounteren, counter, mode) probe */
@@ -59,6 +72,7 @@ enum rig_kind {
 	RIG_KIND_DONE = 4,
 	RIG_KIND_ABORT = 5,
 	RIG_KIND_ISOLATION = 6,		/* end of the isolation payload */
+	RIG_KIND_LATENCY = 7,		/* one timed window of the latency payload */
 };
 
 enum rig_mode {
@@ -92,7 +106,8 @@ enum rig_abort_reason {
  *  PMU_CONFIG: aux = SBI event index, sbi_error/sbi_value = cfg_match result
  *              (sbi_value = counter index), value1 = counter_start error,
  *              counter = CSR the counter index maps to (0 if none).
- *  DONE:       test_id = number of COUNTER records sent.
+ *  DONE:       test_id = number of COUNTER (counters payload) or LATENCY
+ *              (latency payload) records sent.
  *  ABORT:      aux = rig_abort_reason, cause/tval/value1 = scause/stval/sepc,
  *              value2 = sstatus.
  *  ISOLATION:  scounteren_written/_read = value written and read back right
@@ -101,6 +116,9 @@ enum rig_abort_reason {
  *              written value, value2 = the first differing value (valid when
  *              value1 != 0); exits caused: aux = in-kernel SBI calls,
  *              sbi_value = tick ucalls, ntraps = timer interrupts taken.
+ *  LATENCY:    test_id = rig_latency_test, aux = window index, value1 =
+ *              rdtime ticks of the loop of round trips, value2 = ticks of
+ *              the empty loop timed right before it (same iterations).
  */
 struct rig_record {
 	uint32_t magic;
@@ -124,7 +142,7 @@ struct rig_record {
 };
 
 _Static_assert(sizeof(struct rig_record) == 104, "rig_record layout");
-_Static_assert(sizeof(struct rig_params) == 32 + 8 * RIG_MAX_SCOUNTEREN,
+_Static_assert(sizeof(struct rig_params) == 48 + 8 * RIG_MAX_SCOUNTEREN,
 	       "rig_params layout");
 
 #endif

@@ -9,6 +9,8 @@
  * With --isolation (payload isolation.bin) the VMM instead counts what
  * happens around every KVM_RUN (exit reasons, host counter probes, CPUs) and
  * prints it with the guest's result as one "isolation" line at the end.
+ * With --latency (payload latency.bin) it answers the guest's tick ucalls
+ * silently and prints one "latency-window" line per timed window.
  *
  * Exit status: 0 the guest sent "done" (or its isolation result); 1 the
  * guest sent "abort"; 2 VMM error (bad usage, KVM failure, unexpected exit,
@@ -52,11 +54,22 @@
 
 enum { EXIT_DONE = 0, EXIT_GUEST_ABORT = 1, EXIT_VMM_ERROR = 2 };
 
+/* --latency defaults: see guest-tests/README.md for how they were chosen. */
+#define DEFAULT_ITERATIONS	100
+#define DEFAULT_WINDOWS		500
+
 /* Size of vm.exits[], indexed by KVM_EXIT_*; all of them are below it so far. */
 #define MAX_EXIT_REASON		64
 
 enum { PROBE_CYCLE, PROBE_TIME, PROBE_INSTRET, N_PROBES };
 static const char *const probe_names[N_PROBES] = { "cycle", "time", "instret" };
+
+/* --tests names, indexed by rig_latency_test */
+static const char *const latency_names[RIG_LAT_N_TESTS] = {
+	[RIG_LAT_SBI_IN_KERNEL] = "sbi-in-kernel",
+	[RIG_LAT_USER_EXIT] = "user-exit",
+	[RIG_LAT_EMULATED_CSR] = "emulated-csr",
+};
 
 struct options {
 	const char *payload;
@@ -72,6 +85,10 @@ struct options {
 	int isolation;
 	int migrate;
 	uint64_t n_exits;
+	int latency;
+	uint64_t iterations;
+	uint32_t windows;
+	uint32_t latency_tests;
 };
 
 static struct {
@@ -83,6 +100,8 @@ static struct {
 	int host_probe;
 	int isolation;
 	int migrate;
+	int latency;
+	uint64_t iterations;	/* --latency, for the window lines */
 	/* --isolation statistics, gathered after every KVM_RUN */
 	uint64_t kvm_runs;
 	uint64_t exits[MAX_EXIT_REASON];
@@ -432,10 +451,28 @@ static int handle_record(const struct rig_record *r)
 			       (int64_t)r->value1);
 		print_common_tail();
 		return -1;
+	case RIG_KIND_LATENCY:
+		if (r->test_id >= RIG_LAT_N_TESTS)
+			vmm_error(0, "unknown latency test %u",
+				  (unsigned int)r->test_id);
+		printf("{\"kind\":\"latency-window\",\"test\":\"%s\",\"window\":%"
+		       PRIu64 ",\"iterations\":%" PRIu64 ",\"ticks\":%" PRIu64
+		       ",\"baseline_ticks\":%" PRIu64 "}\n",
+		       latency_names[r->test_id], r->aux, vm.iterations,
+		       r->value1, r->value2);
+		return -1;
 	case RIG_KIND_DONE:
-		printf("{\"kind\":\"done\",\"counter_records\":%" PRIu32
-		       ",\"records\":%" PRIu64,
-		       r->test_id, vm.records);
+		if (vm.latency) {
+			printf("{\"kind\":\"latency-done\",\"window_records\":%"
+			       PRIu32 ",\"records\":%" PRIu64,
+			       r->test_id, vm.records);
+			/* shows which exits KVM handled in the kernel */
+			print_kvm_stats();
+		} else {
+			printf("{\"kind\":\"done\",\"counter_records\":%" PRIu32
+			       ",\"records\":%" PRIu64,
+			       r->test_id, vm.records);
+		}
 		print_common_tail();
 		return EXIT_DONE;
 	case RIG_KIND_ISOLATION:
@@ -455,6 +492,20 @@ static int handle_record(const struct rig_record *r)
 	default:
 		vmm_error(0, "unknown record kind %u", (unsigned int)r->kind);
 	}
+}
+
+/*
+ * The statistics and the window lines need the VMM mode and the payload to
+ * match: refuse a record only another payload sends.
+ */
+static int kind_fits_mode(uint16_t kind)
+{
+	if (kind == RIG_KIND_ABORT)
+		return 1;
+	if (vm.isolation || kind == RIG_KIND_ISOLATION)
+		return vm.isolation && kind == RIG_KIND_ISOLATION;
+	/* counters and latency share the PMU and done records */
+	return kind != (vm.latency ? RIG_KIND_COUNTER : RIG_KIND_LATENCY);
 }
 
 /* Returns an exit status when the run is over, -1 to keep running. */
@@ -482,11 +533,10 @@ static int handle_sbi(struct kvm_run *run)
 	if (rec.magic != RIG_MAGIC || rec.version != RIG_VERSION)
 		vmm_error(0, "bad ucall record magic 0x%x version %u",
 			  (unsigned int)rec.magic, (unsigned int)rec.version);
-	/* The statistics need both: --isolation and the isolation payload. */
-	if (rec.kind != RIG_KIND_ABORT &&
-	    (rec.kind == RIG_KIND_ISOLATION) != vm.isolation)
-		vmm_error(0, "record kind %u %s --isolation",
-			  (unsigned int)rec.kind, vm.isolation ? "under" : "without");
+	if (!kind_fits_mode(rec.kind))
+		vmm_error(0, "record kind %u does not fit the %s mode",
+			  (unsigned int)rec.kind, vm.isolation ? "--isolation" :
+			  vm.latency ? "--latency" : "counters");
 
 	vm.records++;
 	run->riscv_sbi.ret[0] = 0;	/* SBI_SUCCESS */
@@ -519,7 +569,14 @@ static void usage(FILE *f)
 		"                         exit reasons and CPUs over every KVM_RUN\n"
 		"  --exits N              (--isolation) exits the guest causes (default 3000)\n"
 		"  --migrate              (--isolation) pin the vCPU thread to the next CPU\n"
-		"                         before every KVM_RUN\n");
+		"                         before every KVM_RUN\n"
+		"  --latency              latency.bin: time world-switch round trips with\n"
+		"                         rdtime (implies --pmu)\n"
+		"  --iterations N         (--latency) round trips per window (default %d)\n"
+		"  --windows N            (--latency) windows per test (default %d, max %d)\n"
+		"  --tests LIST           (--latency) comma-separated, of sbi-in-kernel,\n"
+		"                         user-exit, emulated-csr (default all)\n",
+		DEFAULT_ITERATIONS, DEFAULT_WINDOWS, RIG_LAT_MAX_WINDOWS);
 }
 
 static uint64_t parse_u64(const char *s, const char *what)
@@ -534,24 +591,54 @@ static uint64_t parse_u64(const char *s, const char *what)
 	return (uint64_t)v;
 }
 
+/* Splits a comma-separated option value into at most max tokens. */
+static unsigned int split_list(const char *arg, const char *what,
+			       char *buf, size_t size, char **tok,
+			       unsigned int max)
+{
+	char *t, *save = NULL;
+	unsigned int n = 0;
+
+	if (strlen(arg) >= size)
+		vmm_error(0, "%s list too long", what);
+	strcpy(buf, arg);
+	for (t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (n == max)
+			vmm_error(0, "at most %u %s values", max, what);
+		tok[n++] = t;
+	}
+	if (!n)
+		vmm_error(0, "empty %s list", what);
+	return n;
+}
+
 static void parse_list(struct options *o, const char *arg)
 {
-	char buf[512];
-	char *tok, *save = NULL;
+	char buf[512], *tok[RIG_MAX_SCOUNTEREN];
+	uint32_t i;
 
-	if (strlen(arg) >= sizeof(buf))
-		vmm_error(0, "--scounteren list too long");
-	strcpy(buf, arg);
-	o->n_scounteren = 0;
-	for (tok = strtok_r(buf, ",", &save); tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		if (o->n_scounteren == RIG_MAX_SCOUNTEREN)
-			vmm_error(0, "at most %d --scounteren values",
-				  RIG_MAX_SCOUNTEREN);
-		o->scounteren[o->n_scounteren++] = parse_u64(tok, "scounteren");
+	o->n_scounteren = split_list(arg, "--scounteren", buf, sizeof(buf),
+				     tok, RIG_MAX_SCOUNTEREN);
+	for (i = 0; i < o->n_scounteren; i++)
+		o->scounteren[i] = parse_u64(tok[i], "scounteren");
+}
+
+static void parse_tests(struct options *o, const char *arg)
+{
+	char buf[128], *tok[RIG_LAT_N_TESTS];
+	unsigned int i, n;
+	uint32_t t;
+
+	n = split_list(arg, "--tests", buf, sizeof(buf), tok, RIG_LAT_N_TESTS);
+	o->latency_tests = 0;
+	for (i = 0; i < n; i++) {
+		for (t = 0; t < RIG_LAT_N_TESTS; t++)
+			if (!strcmp(tok[i], latency_names[t]))
+				break;
+		if (t == RIG_LAT_N_TESTS)
+			vmm_error(0, "unknown --tests name: %s", tok[i]);
+		o->latency_tests |= 1U << t;
 	}
-	if (!o->n_scounteren)
-		vmm_error(0, "empty --scounteren list");
 }
 
 static void parse_args(struct options *o, int argc, char **argv)
@@ -566,16 +653,23 @@ static void parse_args(struct options *o, int argc, char **argv)
 		{ "isolation", no_argument, NULL, 'I' },
 		{ "exits", required_argument, NULL, 'e' },
 		{ "migrate", no_argument, NULL, 'm' },
+		{ "latency", no_argument, NULL, 'L' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "windows", required_argument, NULL, 'w' },
+		{ "tests", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, have_exits = 0;
+	int opt, have_exits = 0, have_latency_opt = 0;
+	uint64_t windows = DEFAULT_WINDOWS;
 
 	memset(o, 0, sizeof(*o));
 	parse_list(o, "0x0,0x2,0x7,0xf");
 	o->delay_loops = 1000;
 	o->timeout = 60;
 	o->n_exits = 3000;
+	o->iterations = DEFAULT_ITERATIONS;
+	o->latency_tests = (1U << RIG_LAT_N_TESTS) - 1;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': parse_list(o, optarg); o->have_list = 1; break;
@@ -595,6 +689,16 @@ static void parse_args(struct options *o, int argc, char **argv)
 			have_exits = 1;
 			break;
 		case 'm': o->migrate = 1; break;
+		case 'L': o->latency = 1; break;
+		case 'n':
+			o->iterations = parse_u64(optarg, "--iterations");
+			have_latency_opt = 1;
+			break;
+		case 'w':
+			windows = parse_u64(optarg, "--windows");
+			have_latency_opt = 1;
+			break;
+		case 'T': parse_tests(o, optarg); have_latency_opt = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); vmm_error(0, "bad command line");
 		}
@@ -608,6 +712,18 @@ static void parse_args(struct options *o, int argc, char **argv)
 		vmm_error(0, "--isolation needs exactly one --scounteren value");
 	if (!o->isolation && (have_exits || o->migrate))
 		vmm_error(0, "--exits and --migrate need --isolation");
+	if (o->isolation && o->latency)
+		vmm_error(0, "--isolation and --latency exclude each other");
+	if (!o->latency && have_latency_opt)
+		vmm_error(0, "--iterations, --windows and --tests need --latency");
+	if (!o->iterations)
+		vmm_error(0, "--iterations must be at least 1");
+	if (windows < 1 || windows > RIG_LAT_MAX_WINDOWS)
+		vmm_error(0, "--windows must be in 1..%d", RIG_LAT_MAX_WINDOWS);
+	o->windows = (uint32_t)windows;
+	/* the emulated-csr reads need a started cycle counter */
+	if (o->latency)
+		o->pmu = 1;
 }
 
 static void load_payload(const char *path)
@@ -635,6 +751,7 @@ static void load_payload(const char *path)
 
 static void print_start(const struct options *o)
 {
+	const char *sep;
 	uint32_t i;
 
 	printf("{\"kind\":\"vmm-start\",\"abi_version\":%u,\"payload\":",
@@ -650,6 +767,19 @@ static void print_start(const struct options *o)
 	if (o->isolation)
 		printf(",\"isolation\":true,\"exits\":%" PRIu64 ",\"migrate\":%s",
 		       o->n_exits, o->migrate ? "true" : "false");
+	if (o->latency) {
+		printf(",\"latency\":true,\"iterations\":%" PRIu64
+		       ",\"windows\":%" PRIu32 ",\"tests\":[",
+		       o->iterations, o->windows);
+		sep = "";
+		for (i = 0; i < RIG_LAT_N_TESTS; i++) {
+			if (o->latency_tests & (1U << i)) {
+				printf("%s\"%s\"", sep, latency_names[i]);
+				sep = ",";
+			}
+		}
+		printf("]");
+	}
 	print_common_tail();
 }
 
@@ -667,6 +797,8 @@ int main(int argc, char **argv)
 	vm.host_probe = o.host_probe;
 	vm.isolation = o.isolation;
 	vm.migrate = o.migrate;
+	vm.latency = o.latency;
+	vm.iterations = o.iterations;
 	if (sched_getaffinity(0, sizeof(vm.allowed), &vm.allowed) < 0)
 		vmm_error(errno, "sched_getaffinity");
 	vm.next_cpu = -1;
@@ -702,6 +834,12 @@ int main(int argc, char **argv)
 	params->delay_loops = o.delay_loops;
 	memcpy(params->scounteren, o.scounteren, sizeof(o.scounteren));
 	params->n_exits = o.n_exits;
+	/* left 0 otherwise: latency.bin then aborts with bad-params at once */
+	if (o.latency) {
+		params->iterations = o.iterations;
+		params->windows = o.windows;
+		params->latency_tests = o.latency_tests;
+	}
 
 	region = (struct kvm_userspace_memory_region){
 		.slot = 0,

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SBI PMU setup for the payloads whose counter reads KVM must emulate with
+ * values (counters, latency): KVM returns a value for a trapped cycle,
+ * instret or hpmcounter read only once the guest has configured and started
+ * that counter through the SBI PMU extension.
+ */
+#include "rig_guest.h"
+
+#define SBI_EXT_PMU		0x504D55UL
+#define SBI_PMU_NUM_COUNTERS	0UL
+#define SBI_PMU_COUNTER_GET_INFO 1UL
+#define SBI_PMU_CFG_MATCH	2UL
+#define SBI_PMU_COUNTER_START	3UL
+#define SBI_PMU_CFG_FLAG_CLEAR_VALUE (1UL << 1)
+
+static void pmu_config(uint64_t event_idx, unsigned long ctr_base,
+		       unsigned long ctr_mask)
+{
+	struct rig_record r = { .kind = RIG_KIND_PMU_CONFIG, .aux = event_idx };
+	struct sbiret ret, info;
+
+	ret = sbi_call(SBI_EXT_PMU, SBI_PMU_CFG_MATCH, ctr_base, ctr_mask,
+		       SBI_PMU_CFG_FLAG_CLEAR_VALUE, event_idx, 0);
+	r.sbi_error = ret.error;
+	r.sbi_value = (uint64_t)ret.value;
+	if (!ret.error) {
+		/* counter_start: base = the index SBI gave back, mask 1, no flags */
+		r.value1 = (uint64_t)sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_START,
+					      (unsigned long)ret.value, 1, 0,
+					      0, 0).error;
+		/* counter info bits 11:0 name the CSR KVM emulates for it */
+		info = sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_GET_INFO,
+				(unsigned long)ret.value, 0, 0, 0, 0);
+		if (!info.error && info.value >= 0)
+			r.counter = (uint16_t)(info.value & 0xfff);
+	}
+	ucall(&r);
+}
+
+void pmu_setup(void)
+{
+	struct rig_record r = { .kind = RIG_KIND_PMU_INFO };
+	struct sbiret probe_ret, num;
+	unsigned long all;
+
+	probe_ret = sbi_call(SBI_EXT_BASE, SBI_BASE_PROBE_EXT, SBI_EXT_PMU,
+			     0, 0, 0, 0);
+	num = sbi_call(SBI_EXT_PMU, SBI_PMU_NUM_COUNTERS, 0, 0, 0, 0, 0);
+	r.sbi_error = probe_ret.error;
+	r.sbi_value = (uint64_t)probe_ret.value;
+	r.value1 = (uint64_t)num.error;
+	r.value2 = (uint64_t)num.value;
+	ucall(&r);
+	if (probe_ret.error || !probe_ret.value || num.error || num.value <= 0)
+		return;	/* the counter records will show the unconfigured result */
+
+	all = num.value >= 64 ? ~0UL : (1UL << num.value) - 1;
+	pmu_config(0x00001, 0, all);	/* HW CPU_CYCLES: KVM fixes it to index 0 */
+	pmu_config(0x00002, 0, all);	/* HW INSTRUCTIONS: index 2 */
+	/*
+	 * hpmcounter3: a programmable counter needs an event the host can
+	 * count; DTLB read miss (cache event 0x10019) is one QEMU virt maps.
+	 */
+	if (num.value > 3)
+		pmu_config(0x10019, 3, 1);
+}

@@ -1,0 +1,113 @@
+"""Statistics for latency figures: exact counts under icount, and for wall
+clock the median, IQR, a bootstrap confidence interval of the median ratio
+and a Mann-Whitney U test (REFERENCE.md §5).
+
+Samples are kept per boot (a list of windows per boot): boots are the
+independent units, so the bootstrap resamples boots first, then windows
+within each chosen boot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+Boots = list[list[float]]  # per boot, one figure per window
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+# wall clock: a ratio whose whole CI lies within 1 +/- SAME_MARGIN is "same"
+SAME_MARGIN = 0.02
+BOOTSTRAP_ROUNDS = 2000
+
+
+@dataclass(frozen=True)
+class Summary:
+    median: float
+    q1: float
+    q3: float
+    boots: int
+    windows: int
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B against A: difference, ratio, and the verdict with the rule that decided it."""
+
+    a: Summary
+    b: Summary
+    difference: float
+    ratio: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    verdict: str  # faster | slower | same | inconclusive
+    rule: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def summarize(boots: Boots) -> Summary:
+    pooled = np.concatenate([np.asarray(b, dtype=float) for b in boots])
+    q1, median, q3 = np.percentile(pooled, [25, 50, 75])
+    return Summary(float(median), float(q1), float(q3), len(boots), len(pooled))
+
+
+def bootstrap_ratio_ci(a: Boots, b: Boots, rounds: int = BOOTSTRAP_ROUNDS,
+                       seed: int = 0) -> tuple[float, float]:
+    """CI of median(B) / median(A), resampling boots, then windows in each boot."""
+    rng = np.random.default_rng(seed)
+    arrays_a = [np.asarray(x, dtype=float) for x in a]
+    arrays_b = [np.asarray(x, dtype=float) for x in b]
+
+    def resampled_median(arrays: list[np.ndarray]) -> float:
+        chosen = rng.integers(len(arrays), size=len(arrays))
+        windows = [rng.choice(arrays[i], size=len(arrays[i])) for i in chosen]
+        return float(np.median(np.concatenate(windows)))
+
+    ratios = [resampled_median(arrays_b) / resampled_median(arrays_a) for _ in range(rounds)]
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def exact_figure(per_boot: list[float]) -> float | None:
+    """The one figure all boots agree on under icount, or None if they differ."""
+    return per_boot[0] if len(set(per_boot)) == 1 else None
+
+
+def compare_exact(a: float, b: float) -> Comparison:
+    """icount figures are exact: any difference is real, none is 'same'."""
+    diff = b - a
+    verdict = "same" if diff == 0 else ("slower" if diff > 0 else "faster")
+    point = Summary(a, a, a, 0, 0), Summary(b, b, b, 0, 0)
+    return Comparison(*point, difference=diff, ratio=b / a if a else float("nan"),
+                      ci_low=None, ci_high=None, p_value=None, verdict=verdict,
+                      rule="icount: instruction counts are exact and identical across boots,"
+                           " so any difference is real")
+
+
+def compare_wallclock(a: Boots, b: Boots) -> Comparison:
+    sa, sb = summarize(a), summarize(b)
+    low, high = bootstrap_ratio_ci(a, b)
+    pooled_a = np.concatenate([np.asarray(x, dtype=float) for x in a])
+    pooled_b = np.concatenate([np.asarray(x, dtype=float) for x in b])
+    p = float(mannwhitneyu(pooled_a, pooled_b, alternative="two-sided").pvalue)
+    if low > 1 and p < ALPHA:
+        verdict, rule = "slower", f"CI of the median ratio above 1 and p < {ALPHA}"
+    elif high < 1 and p < ALPHA:
+        verdict, rule = "faster", f"CI of the median ratio below 1 and p < {ALPHA}"
+    elif low >= 1 - SAME_MARGIN and high <= 1 + SAME_MARGIN:
+        verdict, rule = "same", f"CI of the median ratio within 1 +/- {SAME_MARGIN}"
+    else:
+        verdict, rule = "inconclusive", ("neither a significant difference nor a CI within"
+                                         f" 1 +/- {SAME_MARGIN}")
+    return Comparison(sa, sb, difference=sb.median - sa.median, ratio=sb.median / sa.median,
+                      ci_low=low, ci_high=high, p_value=p, verdict=verdict, rule=rule)
