@@ -98,12 +98,15 @@ def run(cfg: LatencyConfig, kernel: str, boot: Callable[[QemuConfig, str], HostV
     """Boot `cfg.boots` times (boot(qemu, name) makes the HostVM) and yield a case per test."""
     tests = (only.removeprefix(f"{NAME}/"),) if only else cfg.tests
     per_test: dict[str, stats.Boots] = {test: [] for test in tests}
+    boot_seconds = []
     for index in range(1, cfg.boots + 1):
         name = f"latency-{index}"
         with boot(qemu_for(cfg.mode, qemu), name) as vm:
-            vm.boot()
+            boot_seconds.append(vm.boot())
             print(f"[{kernel}] latency boot {index}/{cfg.boots} ({cfg.mode})", file=sys.stderr)
             for test, windows in measure(vm, cfg, tests).items():
                 per_test[test].append(windows)
     for test in tests:
-        yield judge(kernel, test, cfg.mode, per_test[test], str(console_log("latency-1")))
+        case = judge(kernel, test, cfg.mode, per_test[test], str(console_log("latency-1")))
+        case.extra["boot_seconds"] = boot_seconds
+        yield case

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,17 @@ def test_compare_rejects_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
                           config=rig_variant(tmp_path, lambda doc: None))
     assert result.returncode == 2
     assert "no run there" in result.stderr
+
+
+def test_bench_script_reports_figures(built_kernels: dict, tmp_path: Path) -> None:
+    config = rig_variant(tmp_path, latency_only)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "-c",
+                             str(config), "--kernel", "b922307a"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("warm: ")
+    figures = json.loads(Path(result.stdout.split("figures: ")[1].strip()).read_text())
+    kernel = figures["warm"]["kernels"]["b922307a"]
+    assert kernel["cached"] is True and kernel["build_seconds"] > 0
+    assert len(kernel["boot_seconds"]) == 1 + 3  # the scenarios' boot and 3 latency boots
+    assert figures["warm"]["boots"] == 4 and figures["warm"]["wall_seconds"] > 0

@@ -1,0 +1,85 @@
+"""The rig's own cost: wall time of a warm (and, with --cold, a cold)
+`orchestrator run`, with each kernel's build time and each boot's time to
+ready, as figures. Nothing is asserted.
+
+    .venv/bin/python scripts/bench.py [--cold] [-c rig.yaml] [--kernel K]...
+
+--cold runs first with an empty cache directory (tarball extraction, both
+kernel builds with an empty ccache, busybox download, guest tests), then
+warm with the same cache. Without it, only warm runs with your cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed_run(config: Path, kernels: list[str], env: dict[str, str]) -> dict:
+    cmd = [sys.executable, "-m", "orchestrator", "-c", str(config), "run"]
+    for kernel in kernels:
+        cmd += ["--kernel", kernel]
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    match = re.search(r"^results: (\S+) \(exit \d+\)$", result.stdout, re.MULTILINE)
+    if not match:
+        sys.exit(f"bench: the run gave no results (exit {result.returncode}):\n"
+                 f"{result.stderr[-2000:]}")
+    run_dir = Path(match.group(1))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    cases = json.loads((run_dir / "results.json").read_text())["cases"]
+    kernels = {}
+    for name, k in manifest["kernels"].items():
+        latency_boots = next((c["extra"]["boot_seconds"] for c in cases
+                              if c["kernel"] == name and c["scenario"] == "latency"), [])
+        kernels[name] = {"build_seconds": k["build_seconds"], "cached": k["cached"],
+                         "boot_seconds": [k.get("boot_seconds"), *latency_boots]}
+    return {"wall_seconds": round(seconds, 1), "exit": result.returncode,
+            "run_dir": str(run_dir), "kernels": kernels,
+            "boots": len(list(run_dir.glob("*/*.console.log")))}
+
+
+def show(label: str, figures: dict) -> None:
+    print(f"{label}: {figures['wall_seconds']:.1f} s wall, exit {figures['exit']},"
+          f" {figures['boots']} boots")
+    for name, k in figures["kernels"].items():
+        build = "cached" if k["cached"] else "built"
+        boots = ", ".join(f"{b:.2f}" for b in k["boot_seconds"] if b is not None)
+        print(f"  {name}: {build} (build {k['build_seconds']:.1f} s),"
+              f" boot to ready per boot: {boots} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", type=Path, default=REPO / "rig.yaml")
+    parser.add_argument("--kernel", action="append", default=[])
+    parser.add_argument("--cold", action="store_true", help="first run with an empty cache")
+    args = parser.parse_args()
+    figures = {}
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="rig-bench-cache-") as fresh:
+        if args.cold:
+            env["RIG_CACHE_DIR"] = fresh
+            figures["cold"] = timed_run(args.config, args.kernel, env)
+            show("cold", figures["cold"])
+        figures["warm"] = timed_run(args.config, args.kernel, env)
+        show("warm", figures["warm"])
+    out = REPO / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
