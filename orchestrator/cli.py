@@ -17,7 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import __version__, config, guest, kernel, provision, report, runner
+from orchestrator import (
+    __version__,
+    bisect,
+    config,
+    guest,
+    history,
+    kernel,
+    provision,
+    report,
+    runner,
+)
 from orchestrator.errors import EXIT_OK, BadInput, RigError
 from orchestrator.qemu import HostVM, console_tail
 from orchestrator.results import summary_table
@@ -140,6 +150,62 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    spec = rig.kernel(args.kernel) if args.kernel else rig.kernels[-1]
+    if not isinstance(spec.source, config.DebianSource):
+        raise BadInput(f"history: kernel {spec.name} is not built from a Debian source package")
+    patches = [*spec.patches, *(p.resolve() for p in args.patches)]
+    commits = history.make(rig, spec.source, args.dest.resolve(), patches)
+    print(f"{commits[0]}  base: {spec.source.debian_package}")
+    for commit, patch in zip(commits[1:], patches, strict=True):
+        print(f"{commit}  {history.subject(patch)}")
+    return EXIT_OK
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    if args.resume:
+        out = rig.results_dir / args.resume
+        try:
+            saved = json.loads((out / "bisect.json").read_text())
+        except OSError:
+            raise BadInput(f"--resume {args.resume}: no bisect in {out}") from None
+        tree, good, bad, check = Path(saved["tree"]), saved["good"], saved["bad"], saved["check"]
+    else:
+        missing = [f"--{k}" for k in ("tree", "good", "bad", "check") if not getattr(args, k)]
+        if missing:
+            raise BadInput(f"bisect: {', '.join(missing)} required (or --resume BISECT_ID)")
+        tree, good, bad, check = args.tree.resolve(), args.good, args.bad, args.check
+        out = rig.results_dir / f"bisect-{time.strftime('%Y%m%d-%H%M%S')}"
+    predicate = bisect.parse_predicate(check)
+    if not (tree / ".git").exists():
+        raise BadInput(f"--tree {tree}: not a git work tree")
+    run = bisect.Bisection(rig, tree, good, bad, predicate, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bisect.json").write_text(json.dumps(
+        {"tree": str(tree), "good": run.good, "bad": run.bad, "check": check}) + "\n")
+    print(f"bisect {out.name}: {check} between good {run.good[:12]} and bad {run.bad[:12]};"
+          f" resume with --resume {out.name}", file=sys.stderr)
+    result = run.run(resume=bool(args.resume))
+    steps = result["steps"]
+    if result["first_bad"]:
+        culprit = result["first_bad"]
+        print(f"first bad commit: {culprit} {result['subjects'][culprit]}")
+        print(f"  evidence: {steps[culprit]['evidence']}")
+    else:
+        print("the first bad commit is one of (the others could not be tested):")
+        for commit in result["candidates"]:
+            print(f"  {commit} {result['subjects'][commit]}")
+    skipped = [c for c, s in steps.items() if s["verdict"] == bisect.SKIP]
+    for commit in skipped:
+        print(f"  skipped {commit[:12]}: {steps[commit]['evidence']}")
+    tested = [s["seconds"] for s in steps.values()]
+    print(f"{len(tested)} commits judged in {result['seconds']:.0f}s"
+          f" ({sum(tested) / len(tested):.0f}s per step); details: {out / 'result.json'}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -185,6 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
     p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bisect", help="git bisect a kernel tree with the rig as the judge")
+    p.add_argument("--tree", type=Path, help="the kernel git work tree (left as found)")
+    p.add_argument("--good", metavar="REF")
+    p.add_argument("--bad", metavar="REF")
+    p.add_argument("--check", metavar="PREDICATE",
+                   help="a scenario (isolation, counters, kvm-host), a case id, or"
+                        " latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)")
+    p.add_argument("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")
+    p.set_defaults(func=cmd_bisect)
+
+    p = sub.add_parser("history", help="make a kernel git history: linux-source-6.12, then a"
+                                       " commit per patch (for bisect, or without a clone)")
+    p.add_argument("dest", type=Path, metavar="DEST", help="the new git tree")
+    p.add_argument("patches", type=Path, nargs="*", metavar="PATCH",
+                   help="further commits, after the kernel's own patches")
+    p.add_argument("--kernel", help="whose patches come first (default: the last kernel)")
+    p.set_defaults(func=cmd_history)
     return parser
 
 

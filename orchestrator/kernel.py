@@ -232,6 +232,16 @@ class _Tree:
         return env
 
 
+def pristine_tree(rig: RigConfig, source: DebianSource,
+                  progress: Progress | None = None) -> tuple[Path, str]:
+    """The rig's git tree of a Debian kernel source and its pristine commit."""
+    progress = progress or Progress(f"source {source.name}")
+    tree = _Tree(rig, source, source_id(source, rig.path))
+    with tree.locked():
+        commit = tree.base_commit(progress, tree.root / "import.log")
+    return tree.src, commit
+
+
 def _fragment_symbols(fragment: Path) -> dict[str, str]:
     """CONFIG_X -> wanted value ('n' for '# CONFIG_X is not set')."""
     wanted = {}
