@@ -212,7 +212,8 @@ class Bisection:
                 git(self.tree, "bisect", "start", self.bad, self.good)
             return self._loop()
         finally:
-            log.write_text(git(self.tree, "bisect", "log", check=False) + "\n")
+            if (self.tree / ".git" / "BISECT_LOG").is_file():
+                log.write_text(git(self.tree, "bisect", "log") + "\n")
             git(self.tree, "bisect", "reset", check=False)
 
     def _loop(self) -> dict:

@@ -10,7 +10,9 @@ git bisect's midpoint over c3..c11 is c6, so both bisects must skip it.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,8 +111,12 @@ def test_latency_bisect_names_the_commit_that_added_instructions(history,
                               commits[11])
     assert result.returncode == 0, result.stderr[-3000:]
     assert found["first_bad"] == commits[10], found["subjects"]
-    evidence = found["steps"][commits[10]]["evidence"]
-    assert "(+25.0, limit +20)" in evidence, evidence
+    steps = found["steps"]
+    # exactly the 25 nops over its parent; c8 (the leak: one csrr instead of ld + csrrw)
+    # already cost one instruction less than the good commit
+    assert steps[commits[10]]["figure"] - steps[commits[9]]["figure"] == 25.0
+    assert steps[commits[9]]["figure"] - steps[commits[2]]["figure"] == -1.0
+    assert "(+24.0, limit +20)" in steps[commits[10]]["evidence"]
     assert found["steps"][commits[6]]["verdict"] == "skip"
     assert_tree_left_as_found(tree, commits[11])
 
@@ -128,3 +134,31 @@ def test_bad_predicate_is_bad_input(history, tmp_path: Path) -> None:
     result, _, _ = bisect(tmp_path, tree, "latency:warp-drive>+3", commits[2], commits[11])
     assert result.returncode == 2
     assert "no latency test 'warp-drive'" in result.stderr
+
+
+def test_ctrl_c_resets_the_tree_and_resume_carries_on(history, tmp_path: Path) -> None:
+    tree, commits = history
+    config = rig_variant(tmp_path, fast_checks)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "-c", str(config), "bisect", "--tree",
+         str(tree), "--good", commits[2], "--bad", commits[11], "--check", "isolation"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "step 2:" in line:  # the first step judged, the second under way
+                break
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    assert_tree_left_as_found(tree, commits[11])
+    (out,) = (tmp_path / "results").glob("bisect-*")
+    assert "git bisect start" in (out / "bisect.log").read_text()
+
+    resumed = orchestrator("bisect", "--resume", out.name, config=config)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    found = json.loads((out / "result.json").read_text())
+    assert found["first_bad"] == commits[8]
+    assert_tree_left_as_found(tree, commits[11])
