@@ -4,7 +4,8 @@ The guest times `iterations` round trips per window with rdtime, next to an
 empty loop of the same length (REFERENCE.md §3). `time` ticks at 10 MHz, so
 one tick is 100 ns of QEMU's clock, which under `-icount shift=0` is 100
 instructions: a window's figure is 100 * (ticks - baseline_ticks) / iterations,
-in instructions (icount) or nanoseconds (wallclock) per round trip.
+in instructions (icount) or nanoseconds (wallclock) per round trip, with the
+boot's smallest baseline (see window_figures).
 
 Each boot is a fresh QEMU with the host on one CPU. Under icount a boot's
 figure is the minimum over its windows (the windows no host interrupt landed
@@ -46,9 +47,15 @@ def qemu_for(mode: str, qemu: QemuConfig) -> QemuConfig:
     return dataclasses.replace(qemu, icount=ICOUNT if mode == "icount" else None, smp=1)
 
 
-def window_figure(record: dict) -> float:
-    ticks = record["ticks"] - record["baseline_ticks"]
-    return INSTRUCTIONS_PER_TICK * ticks / record["iterations"]
+def window_figures(records: list[dict]) -> list[float]:
+    """Per-window figures of one test in one boot.
+
+    The empty loop's cost is the boot's smallest baseline: a host interrupt
+    can land in a baseline window too, and subtracting that window's own
+    inflated baseline would make its figure too low.
+    """
+    baseline = min(r["baseline_ticks"] for r in records)
+    return [INSTRUCTIONS_PER_TICK * (r["ticks"] - baseline) / r["iterations"] for r in records]
 
 
 def measure(vm: HostVM, cfg: LatencyConfig, tests: tuple[str, ...]) -> dict[str, list[float]]:
@@ -56,11 +63,13 @@ def measure(vm: HostVM, cfg: LatencyConfig, tests: tuple[str, ...]) -> dict[str,
     command = (f"{host_path(VMM)} --latency --iterations {cfg.iterations}"
                f" --windows {cfg.windows} --tests {','.join(tests)} {host_path(PAYLOAD)}")
     result = vm.run(command)
-    figures: dict[str, list[float]] = {test: [] for test in tests}
+    windows: dict[str, list[dict]] = {test: [] for test in tests}
     for record in parse_records(result.output):
-        if record.get("kind") == "latency-window" and record.get("test") in figures:
-            figures[record["test"]].append(window_figure(record))
-    short = [t for t, windows in figures.items() if len(windows) != cfg.windows]
+        if record.get("kind") == "latency-window" and record.get("test") in windows:
+            windows[record["test"]].append(record)
+    figures = {test: window_figures(records) if records else []
+               for test, records in windows.items()}
+    short = [t for t, values in figures.items() if len(values) != cfg.windows]
     if result.status != 0 or short:
         raise InfraError(f"{vm.label}: '{command}' exited {result.status}"
                          + (f" with windows missing for {', '.join(short)}" if short else ""),

@@ -94,7 +94,7 @@ def test_readme_run_command_builds_boots_and_checks_every_kernel(
         for check in ("kvm-host/hypervisor-extension", "kvm-host/dev-kvm")
     }
     assert {c["verdict"] for c in cases} <= {"pass", "known-deviation"}
-    assert {c["scenario"] for c in cases} == {"kvm-host", "counters", "isolation"}
+    assert {c["scenario"] for c in cases} == {"kvm-host", "counters", "isolation", "latency"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["qemu"]["version"].startswith("QEMU emulator version 1")
     assert manifest["reproduce"].startswith("orchestrator -c ")

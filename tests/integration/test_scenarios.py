@@ -28,6 +28,7 @@ def run_cases(tmp_path: Path) -> list[dict]:
 
 
 def with_bug_kernels(doc: dict) -> None:
+    doc["scenarios"]["latency"] = {"enabled": False}  # test_latency.py covers it
     commit = doc["kernels"][1]
     for name, (patch, _) in BUGS.items():
         doc["kernels"].append({**commit, "name": name,
