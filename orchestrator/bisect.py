@@ -41,6 +41,7 @@ from orchestrator.config import (
     ScenariosConfig,
 )
 from orchestrator.errors import BadInput
+from orchestrator.progress import clock
 from orchestrator.results import ERROR, FAIL, Case
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
@@ -187,8 +188,7 @@ class Bisection:
             {c: dataclasses.asdict(s) for c, s in self.steps.items()}, indent=2) + "\n")
 
     def _progress(self, message: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[bisect {elapsed / 60:.0f}m{elapsed % 60:02.0f}s] {message}", file=sys.stderr,
+        print(f"[bisect {clock(time.monotonic() - self.started)}] {message}", file=sys.stderr,
               flush=True)
 
     # -- the bisection ------------------------------------------------------------

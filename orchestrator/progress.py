@@ -21,7 +21,7 @@ from orchestrator.errors import InfraError
 TAIL_LINES = 30
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
 
@@ -53,7 +53,7 @@ class Progress:
             if detail is not None:
                 self.detail = detail.strip()
             now = time.monotonic()
-            line = f"[{self.label}] {self.step} {_clock(now - self.step_started)}"
+            line = f"[{self.label}] {self.step} {clock(now - self.step_started)}"
             if self.tty:
                 width = os.get_terminal_size(self.stream.fileno()).columns - 1
                 text = f"{line}  {self.detail}" if self.detail else line
