@@ -1,7 +1,7 @@
 """What a guest counter read should give: the privileged spec's answer, KVM 6.12's
 documented answer, and the named deviation when they differ.
 
-Source of truth: /work/shared/REFERENCE.md §2, which summarises QEMU
+Source of truth: ../shared/REFERENCE.md §2, which summarises QEMU
 target/riscv/csr.c ctr() and Linux arch/riscv/kvm/{main.c, vcpu_insn.c,
 vcpu_pmu.c}. A record is one `counter` line of rig-vmm (guest-tests/README.md).
 """
