@@ -83,7 +83,7 @@ def parse_predicate(text: str) -> Predicate:
         return Predicate(text, "latency", test, float(number), ratio=kind == "x")
     if text in runner.SCENARIOS and text != "latency":
         return Predicate(text, text)
-    scenario = text.split("/", 1)[0]
+    scenario = runner.scenario_of(text)
     if scenario in runner.SCENARIOS and runner.SCENARIOS[scenario].valid_id(text):
         return Predicate(text, scenario, case=text)
     raise BadInput(f"--check {text!r}: expected a scenario (kvm-host, counters, isolation),"
@@ -161,18 +161,16 @@ class Bisection:
         if reference is None or reference.figure is None:
             step.evidence = f"{self.predicate.case}: {figure:.1f} {case.extra['unit']}"
             return step  # this is the good commit itself, measured first
+        threshold = self.predicate.threshold
         if self.predicate.ratio:
-            limit = reference.figure * self.predicate.threshold
-            over = figure > limit
-            step.evidence = (f"{self.predicate.case}: {figure:.1f} vs good {reference.figure:.1f}"
-                             f" {case.extra['unit']} (x{figure / reference.figure:.3f},"
-                             f" limit x{self.predicate.threshold})")
+            change = figure / reference.figure
+            shown, limit = f"x{change:.3f}", f"x{threshold}"
         else:
-            over = figure - reference.figure > self.predicate.threshold
-            step.evidence = (f"{self.predicate.case}: {figure:.1f} vs good {reference.figure:.1f}"
-                             f" {case.extra['unit']} ({figure - reference.figure:+.1f},"
-                             f" limit +{self.predicate.threshold:g})")
-        step.verdict = BAD if over else GOOD
+            change = figure - reference.figure
+            shown, limit = f"{change:+.1f}", f"+{threshold:g}"
+        step.verdict = BAD if change > threshold else GOOD
+        step.evidence = (f"{self.predicate.case}: {figure:.1f} vs good {reference.figure:.1f}"
+                         f" {case.extra['unit']} ({shown}, limit {limit})")
         return step
 
     # -- state on disk ------------------------------------------------------------

@@ -43,8 +43,12 @@ def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -
     return shlex.join(args)
 
 
+def scenario_of(case_id: str | None) -> str | None:
+    return case_id.split("/", 1)[0] if case_id else None
+
+
 def check_only(only: str) -> None:
-    scenario = SCENARIOS.get(only.split("/", 1)[0])
+    scenario = SCENARIOS.get(scenario_of(only))
     if scenario is None or not scenario.valid_id(only):
         raise BadInput(f"--only: {only!r} is not a case id (e.g."
                        " counters/pmu/VU/cycle/scounteren=0x0, kvm-host/dev-kvm,"
@@ -55,7 +59,7 @@ def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
                    only: str | None) -> Iterator[Case]:
     """Each scenario's cases as soon as that scenario is done, so they reach
     the disk before the next one starts."""
-    wanted = only.split("/", 1)[0] if only else None
+    wanted = scenario_of(only)
     if wanted in (None, kvm_host.NAME):
         yield from (c for c in kvm_host.run(vm, kernel_name) if only in (None, c.id))
     for module, cfg in ((counters, rig.scenarios.counters),
@@ -64,10 +68,9 @@ def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
             yield from module.run(vm, kernel_name, cfg, only)
 
 
-def compare_with_baseline(record: RunRecord, baseline: str) -> list[Case]:
+def compare_with_baseline(sides: dict[str, report.Side], baseline: str) -> list[Case]:
     """A failure for each counter or isolation case that behaves differently than
     on the baseline kernel (the run's first)."""
-    sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
     reference = sides.get(baseline)
     if reference is None:
         return []
@@ -80,7 +83,7 @@ def compare_with_baseline(record: RunRecord, baseline: str) -> list[Case]:
 def check_kernel(rig: RigConfig, record: RunRecord, name: str, image: Path, initramfs: Path,
                  only: str | None) -> None:
     """Boot a built kernel and record its scenarios' cases; InfraError ends it."""
-    wanted = only.split("/", 1)[0] if only else None
+    wanted = scenario_of(only)
 
     def add(case: Case) -> None:
         if case.verdict in (FAIL, ERROR):
@@ -92,7 +95,7 @@ def check_kernel(rig: RigConfig, record: RunRecord, name: str, image: Path, init
                       label=f"{name} {boot_name}")
 
     if wanted != latency.NAME:
-        with HostVM(rig.qemu, image, initramfs, record.console_log(name), label=name) as vm:
+        with boot(rig.qemu, "boot") as vm:
             seconds = vm.boot()
             print(f"[{name}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
             record.manifest["kernels"][name]["boot_seconds"] = seconds
@@ -100,8 +103,7 @@ def check_kernel(rig: RigConfig, record: RunRecord, name: str, image: Path, init
             for case in scenario_cases(rig, vm, name, only):
                 add(case)
     if wanted == latency.NAME or (wanted is None and rig.scenarios.latency.enabled):
-        for case in latency.run(rig.scenarios.latency, name, boot, rig.qemu,
-                                lambda boot_name: record.console_log(name, boot_name), only):
+        for case in latency.run(rig.scenarios.latency, name, boot, rig.qemu, only):
             add(case)
 
 
@@ -145,14 +147,13 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
             print(f"[{spec.name}] {exc.message}", file=sys.stderr)
             record.add(Case(id="boot", kernel=spec.name, scenario="boot", verdict=ERROR,
                             reason=exc.message, observed=exc.details, log=str(log)))
-    for case in compare_with_baseline(record, specs[0].name):
-        case.extra["rerun"] = rerun_command(rig, [specs[0].name, case.kernel], case.id)
+    baseline = specs[0].name
+    sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
+    for case in compare_with_baseline(sides, baseline):
+        case.extra["rerun"] = rerun_command(rig, [baseline, case.kernel], case.id)
         record.add(case)
-    if len(specs) > 1 and not only:
-        sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
-        baseline = sides.get(specs[0].name)
-        if baseline:
-            report.write(record.dir, f"Run {record.run_id}",
-                         [(baseline, side) for name, side in sides.items()
-                          if name != baseline.kernel])
+    if len(specs) > 1 and not only and baseline in sides:
+        report.write(record.dir, f"Run {record.run_id}",
+                     [(sides[baseline], side) for name, side in sides.items()
+                      if name != baseline])
     return record

@@ -7,14 +7,13 @@ Case ids: counters/<pmu|no-pmu>/<VS|VU>/<counter>/scounteren=<hex>
 
 from __future__ import annotations
 
-import json
 import re
 
 from orchestrator import expect
 from orchestrator.config import CountersConfig
-from orchestrator.guest import VMM, host_path
 from orchestrator.qemu import HostVM
-from orchestrator.results import ERROR, FAIL, Case
+from orchestrator.results import FAIL, Case
+from orchestrator.scenarios import vmm
 
 NAME = "counters"
 PAYLOAD = "counters.bin"
@@ -27,31 +26,17 @@ def case_id(pmu: bool, record: dict) -> str:
     return f"{NAME}/{state}/{record['mode']}/{record['counter']}/scounteren={written}"
 
 
-def parse_records(output: str) -> list[dict]:
-    """The VMM's JSON lines; anything else on the console is ignored."""
-    records = []
-    for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
-
 def vmm_command(values: list[int], pmu: bool, delay: int) -> str:
     listed = ",".join(f"{v:#x}" for v in values)
-    flags = " --pmu" if pmu else ""
-    return (f"{host_path(VMM)} --scounteren {listed} --delay {delay}{flags}"
-            f" {host_path(PAYLOAD)}")
+    return vmm.command(PAYLOAD, f"--scounteren {listed} --delay {delay}"
+                                + (" --pmu" if pmu else ""))
 
 
 def _plan(cfg: CountersConfig, only: str | None) -> list[tuple[bool, list[int]]]:
     if only is None:
         return [(False, list(cfg.scounteren)), (True, list(cfg.scounteren))]
     match = _ID.match(only)
-    assert match, only  # runner.validate_only checked it
+    assert match, only  # runner.check_only checked it
     return [(match.group(1) == "pmu", [int(match.group(4), 16)])]
 
 
@@ -64,7 +49,7 @@ def run(vm: HostVM, kernel: str, cfg: CountersConfig, only: str | None = None) -
     for pmu, values in _plan(cfg, only):
         command = vmm_command(values, pmu, cfg.delay)
         result = vm.run(command)
-        records = parse_records(result.output)
+        records = vmm.parse_records(result.output)
         counter_records = [r for r in records if r.get("kind") == "counter"]
         for record in counter_records:
             cid = case_id(pmu, record)
@@ -80,11 +65,7 @@ def run(vm: HostVM, kernel: str, cfg: CountersConfig, only: str | None = None) -
             ))
         finished = any(r.get("kind") == "done" for r in records)
         if result.status != 0 or not finished:
-            cases.append(Case(
-                id=f"{NAME}/{'pmu' if pmu else 'no-pmu'}/vmm", kernel=kernel, scenario=NAME,
-                verdict=ERROR, observed=result.output[-2000:], expected="rig-vmm exit 0 and done",
-                reason=f"'{command}' exited {result.status}"
-                       f"{'' if finished else ' without the guest finishing'}",
-                log=str(vm.console_log),
-            ))
+            cases.append(vmm.error_case(
+                f"{NAME}/{'pmu' if pmu else 'no-pmu'}/vmm", kernel, NAME, vm, result,
+                "rig-vmm exit 0 and done", "" if finished else " without the guest finishing"))
     return cases

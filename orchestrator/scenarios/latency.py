@@ -21,15 +21,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from orchestrator import stats
 from orchestrator.config import LATENCY_TESTS, LatencyConfig, QemuConfig
 from orchestrator.errors import InfraError
-from orchestrator.guest import VMM, host_path
 from orchestrator.qemu import HostVM
 from orchestrator.results import ERROR, PASS, Case
-from orchestrator.scenarios.counters import parse_records
+from orchestrator.scenarios import vmm
 
 NAME = "latency"
 PAYLOAD = "latency.bin"
@@ -60,11 +58,11 @@ def window_figures(records: list[dict]) -> list[float]:
 
 def measure(vm: HostVM, cfg: LatencyConfig, tests: tuple[str, ...]) -> dict[str, list[float]]:
     """One boot's per-window figures for each test."""
-    command = (f"{host_path(VMM)} --latency --iterations {cfg.iterations}"
-               f" --windows {cfg.windows} --tests {','.join(tests)} {host_path(PAYLOAD)}")
+    command = vmm.command(PAYLOAD, f"--latency --iterations {cfg.iterations}"
+                                   f" --windows {cfg.windows} --tests {','.join(tests)}")
     result = vm.run(command)
     windows: dict[str, list[dict]] = {test: [] for test in tests}
-    for record in parse_records(result.output):
+    for record in vmm.parse_records(result.output):
         if record.get("kind") == "latency-window" and record.get("test") in windows:
             windows[record["test"]].append(record)
     figures = {test: window_figures(records) if records else []
@@ -102,20 +100,19 @@ def judge(kernel: str, test: str, mode: str, boots: stats.Boots, log: str) -> Ca
 
 
 def run(cfg: LatencyConfig, kernel: str, boot: Callable[[QemuConfig, str], HostVM],
-        qemu: QemuConfig, console_log: Callable[[str], Path],
-        only: str | None = None) -> Iterator[Case]:
+        qemu: QemuConfig, only: str | None = None) -> Iterator[Case]:
     """Boot `cfg.boots` times (boot(qemu, name) makes the HostVM) and yield a case per test."""
     tests = (only.removeprefix(f"{NAME}/"),) if only else cfg.tests
     per_test: dict[str, stats.Boots] = {test: [] for test in tests}
-    boot_seconds = []
+    boot_seconds, logs = [], []
     for index in range(1, cfg.boots + 1):
-        name = f"latency-{index}"
-        with boot(qemu_for(cfg.mode, qemu), name) as vm:
+        with boot(qemu_for(cfg.mode, qemu), f"latency-{index}") as vm:
+            logs.append(str(vm.console_log))
             boot_seconds.append(vm.boot())
             print(f"[{kernel}] latency boot {index}/{cfg.boots} ({cfg.mode})", file=sys.stderr)
             for test, windows in measure(vm, cfg, tests).items():
                 per_test[test].append(windows)
     for test in tests:
-        case = judge(kernel, test, cfg.mode, per_test[test], str(console_log("latency-1")))
+        case = judge(kernel, test, cfg.mode, per_test[test], logs[0])
         case.extra["boot_seconds"] = boot_seconds
         yield case

@@ -1,0 +1,38 @@
+"""Running rig-vmm in the booted host and reading what it reports.
+
+The VMM prints one JSON object per line (guest-tests/README.md); anything
+else on the console (kernel messages) is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator.guest import VMM, host_path
+from orchestrator.qemu import CommandResult, HostVM
+from orchestrator.results import ERROR, Case
+
+
+def command(payload: str, flags: str) -> str:
+    return f"{host_path(VMM)} {flags} {host_path(payload)}"
+
+
+def parse_records(output: str) -> list[dict]:
+    records = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def error_case(case_id: str, kernel: str, scenario: str, vm: HostVM, result: CommandResult,
+               expected: str, why: str = "") -> Case:
+    """An infrastructure error for a VMM run that did not finish as it should."""
+    return Case(id=case_id, kernel=kernel, scenario=scenario, verdict=ERROR,
+                observed=result.output[-2000:], expected=expected,
+                reason=f"'{result.command}' exited {result.status}{why}",
+                log=str(vm.console_log))
