@@ -103,7 +103,12 @@ class Probe:
 
     @property
     def bit(self) -> int:
-        return COUNTER_CSRS[self.counter] - CSR_CYCLE
+        return counter_bit(self.counter)
+
+
+def counter_bit(counter: str) -> int:
+    """The counter's bit in scounteren and hcounteren."""
+    return COUNTER_CSRS[counter] - CSR_CYCLE
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,7 @@ def probe_from_record(record: dict[str, Any]) -> Probe:
     if mode not in MODES or counter not in COUNTER_CSRS:
         raise ValueError(f"unknown mode/counter {mode}/{counter}")
     read = _csr_value(record["scounteren_read"])
-    bit = COUNTER_CSRS[counter] - CSR_CYCLE
-    return Probe(mode=mode, counter=counter, guest_bit=bool(read >> bit & 1),
+    return Probe(mode=mode, counter=counter, guest_bit=bool(read >> counter_bit(counter) & 1),
                  pmu_configured=bool(record["pmu"]))
 
 
