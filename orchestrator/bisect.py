@@ -7,8 +7,8 @@ it, runs what the predicate selects and answers git with good, bad, or skip
 infrastructure problem is never a verdict.
 
 Predicates:
-  SCENARIO             kvm-host, counters or isolation: bad if any case fails
-  CASE_ID              one case, e.g. counters/pmu/VU/cycle/scounteren=0x0
+  SUITE                a suite, e.g. isolation: bad if any of its cases fails
+  CASE_ID              one case or a glob, e.g. counters/pmu/VU/cycle/scounteren=0x0
   latency:TEST>+N      bad if TEST costs more than N instructions per round trip
                        over the good commit (icount mode)
   latency:TEST>xR      bad if its median is more than R times the good
@@ -31,18 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import runner
-from orchestrator.config import (
-    LATENCY_TESTS,
-    GitSource,
-    KernelSpec,
-    LatencyConfig,
-    RigConfig,
-    ScenariosConfig,
-)
+from orchestrator import plan, runner
+from orchestrator.config import GitSource, KernelSpec, RigConfig
 from orchestrator.errors import BadInput
 from orchestrator.progress import clock
 from orchestrator.results import ERROR, FAIL, Case
+from orchestrator.suites import SuiteConfig, registry
+from orchestrator.suites.latency import TESTS as LATENCY_TESTS
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 _LATENCY = re.compile(r"latency:([\w-]+)>(\+|x)(\d+(?:\.\d+)?)$")
@@ -51,43 +46,38 @@ _LATENCY = re.compile(r"latency:([\w-]+)>(\+|x)(\d+(?:\.\d+)?)$")
 @dataclass(frozen=True)
 class Predicate:
     text: str
-    scenario: str  # which scenario to run
-    case: str | None = None  # one case id, or None for the whole scenario
+    only: str  # the case ids to run: a suite's glob, a case id, or a latency case
     threshold: float | None = None  # latency: allowed increase
     ratio: bool = False  # latency: threshold is a ratio (wallclock), not +instructions
 
-    def scenarios(self, base: ScenariosConfig) -> ScenariosConfig:
-        """Only what the predicate needs is switched on."""
-        off = {"enabled": False}
-        latency = base.latency
-        if self.scenario == "latency":
-            latency = dataclasses.replace(
-                latency, enabled=True, tests=(self.case,),
-                mode="wallclock" if self.ratio else "icount")
-        return ScenariosConfig(
-            counters=dataclasses.replace(base.counters, **(
-                {"enabled": True} if self.scenario == "counters" else off)),
-            isolation=dataclasses.replace(base.isolation, **(
-                {"enabled": True} if self.scenario == "isolation" else off)),
-            latency=latency if self.scenario == "latency" else LatencyConfig(enabled=False),
-        )
+    @property
+    def latency(self) -> bool:
+        return self.threshold is not None
+
+    def suites(self, base: dict[str, SuiteConfig]) -> dict[str, SuiteConfig]:
+        """A latency predicate measures in the mode its threshold is for."""
+        if not self.latency:
+            return base
+        mode = "wallclock" if self.ratio else "icount"
+        return {**base, "latency": dataclasses.replace(base["latency"], mode=mode)}
 
 
-def parse_predicate(text: str) -> Predicate:
+def parse_predicate(text: str, rig: RigConfig) -> Predicate:
     latency = _LATENCY.match(text)
     if latency:
         test, kind, number = latency.groups()
         if test not in LATENCY_TESTS:
             raise BadInput(f"--check {text!r}: no latency test {test!r}"
                            f" (tests: {', '.join(LATENCY_TESTS)})")
-        return Predicate(text, "latency", test, float(number), ratio=kind == "x")
-    if text in runner.SCENARIOS and text != "latency":
-        return Predicate(text, text)
-    scenario = runner.scenario_of(text)
-    if scenario in runner.SCENARIOS and runner.SCENARIOS[scenario].valid_id(text):
-        return Predicate(text, scenario, case=text)
-    raise BadInput(f"--check {text!r}: expected a scenario (kvm-host, counters, isolation),"
-                   " a case id, or latency:TEST>+N / latency:TEST>xR")
+        return Predicate(text, f"latency/{test}", float(number), ratio=kind == "x")
+    only = f"{text}/*" if text in registry() else text
+    try:
+        plan.make(rig, only=only)
+    except BadInput:
+        raise BadInput(f"--check {text!r}: expected a suite ({', '.join(registry())}),"
+                       " a case id or glob (see 'orchestrator list'), or latency:TEST>+N /"
+                       " latency:TEST>xR") from None
+    return Predicate(text, only)
 
 
 def git(tree: Path, *args: str, check: bool = True) -> str:
@@ -125,7 +115,7 @@ class Bisection:
                           source=GitSource(self.source_name, self.tree, commit),
                           patches=(), config=self.rig.kernels[0].config)
         rig = dataclasses.replace(self.rig, kernels=(spec,),
-                                  scenarios=self.predicate.scenarios(self.rig.scenarios),
+                                  suites=self.predicate.suites(self.rig.suites),
                                   results_dir=self.out / f"step-{index}")
         return rig, spec
 
@@ -134,9 +124,9 @@ class Bisection:
             return self.steps[commit]
         started = time.monotonic()
         rig, spec = self._step_rig(commit, index)
-        only = self.predicate.case if self.predicate.scenario != "latency" else None
         try:
-            step = self._verdict(commit, runner.run(rig, [spec.name], only).cases)
+            cases = runner.run(rig, [spec.name], self.predicate.only).cases
+            step = self._verdict(commit, cases)
         except BadInput as exc:  # e.g. the config fragment does not fit this commit
             step = Step(commit, SKIP, f"untestable: {exc.message}")
         step.seconds = round(time.monotonic() - started, 1)
@@ -148,18 +138,19 @@ class Bisection:
         errors = [c for c in cases if c.verdict == ERROR]
         if errors:
             return Step(commit, SKIP, f"untestable: {errors[0].reason}")
-        if self.predicate.scenario != "latency":
+        if not self.predicate.latency:
             failed = [c for c in cases if c.verdict == FAIL]
             if failed:
                 return Step(commit, BAD, f"{len(failed)} failing: " + "; ".join(
                     f"{c.id}: {c.reason}" for c in failed[:3]))
             return Step(commit, GOOD, f"{len(cases)} case(s), none failing")
-        (case,) = [c for c in cases if c.scenario == "latency"]
-        figure = case.extra["figure"]
+        (case,) = cases
+        assert case.measurement is not None
+        figure, unit = case.measurement.value, case.measurement.unit
         step = Step(commit, GOOD, "", figure=figure)
         reference = self.steps.get(self.good)
         if reference is None or reference.figure is None:
-            step.evidence = f"{self.predicate.case}: {figure:.1f} {case.extra['unit']}"
+            step.evidence = f"{case.id}: {figure:.1f} {unit}"
             return step  # this is the good commit itself, measured first
         threshold = self.predicate.threshold
         if self.predicate.ratio:
@@ -169,8 +160,8 @@ class Bisection:
             change = figure - reference.figure
             shown, limit = f"{change:+.1f}", f"+{threshold:g}"
         step.verdict = BAD if change > threshold else GOOD
-        step.evidence = (f"{self.predicate.case}: {figure:.1f} vs good {reference.figure:.1f}"
-                         f" {case.extra['unit']} ({shown}, limit {limit})")
+        step.evidence = (f"{case.id}: {figure:.1f} vs good {reference.figure:.1f}"
+                         f" {unit} ({shown}, limit {limit})")
         return step
 
     # -- state on disk ------------------------------------------------------------

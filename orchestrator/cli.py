@@ -24,13 +24,16 @@ from orchestrator import (
     guest,
     history,
     kernel,
+    plan,
     provision,
     report,
+    results,
     runner,
 )
+from orchestrator.budget import Budget
+from orchestrator.compare import Side, by_kernel
 from orchestrator.errors import EXIT_OK, BadInput, RigError
-from orchestrator.qemu import HostVM, console_tail
-from orchestrator.results import summary_table
+from orchestrator.targets.qemu import QemuTarget, console_tail
 
 EXIT_INTERRUPTED = 130
 CONSOLE_CONTEXT_LINES = 40
@@ -57,60 +60,76 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _boot(args: argparse.Namespace, extra_append: str = "") -> HostVM:
+def _boot(args: argparse.Namespace, extra_append: str = "") -> QemuTarget:
     rig = _load(args)
     built = kernel.build(rig, rig.kernel(args.kernel))
     initramfs = guest.host_initramfs(rig.cache_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    log = rig.results_dir / "boots" / f"{args.kernel}-{stamp}-{os.getpid()}.console.log"
-    qemu_config = rig.qemu
+    timeouts = rig.timeouts
     if getattr(args, "timeout", None):
-        qemu_config = dataclasses.replace(qemu_config, command_timeout=args.timeout)
-    vm = HostVM(qemu_config, built.image, initramfs, log, label=args.kernel,
-                extra_append=extra_append)
-    print(f"[{args.kernel}] booting; console log: {log}", file=sys.stderr)
+        timeouts = dataclasses.replace(timeouts, command=args.timeout)
+    target = QemuTarget(rig.qemu, built.image, initramfs, rig.results_dir / "boots",
+                        label=args.kernel, budget=Budget(timeouts),
+                        boot_name=f"{args.kernel}-{stamp}-{os.getpid()}",
+                        extra_append=extra_append)
+    print(f"[{args.kernel}] booting; console log: {target.console_log}", file=sys.stderr)
     try:
-        seconds = vm.boot()
+        seconds = target.boot()
     except BaseException:
-        vm.close()
+        target.close()
         raise
-    print(f"[{args.kernel}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
-    return vm
+    print(f"[{args.kernel}] ready in {seconds:.1f}s: {target.ready_line}", file=sys.stderr)
+    return target
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
     if not args.command:
         raise BadInput("boot: give a command after '--', e.g. boot KERNEL -- uname -a")
-    with _boot(args) as vm:
+    with _boot(args) as target:
         command = args.command
-        result = vm.run(shlex.join(command) if len(command) > 1 else command[0])
+        result = target.run(shlex.join(command) if len(command) > 1 else command[0])
     sys.stdout.write(result.output)
     return result.status
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    with _boot(args, extra_append="rig.shell") as vm:
+    with _boot(args, extra_append="rig.shell") as target:
         print("host shell: Ctrl-] to leave (QEMU is then stopped)", file=sys.stderr)
-        vm.interact()
+        target.interact()
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    planned = plan.make(rig, args.kernel, args.only)
+    if args.json:
+        print(json.dumps({"kernels": [k.name for k in planned.kernels],
+                          "suites": planned.cases}, indent=2))
+    else:
+        for cid in planned.ids():
+            print(cid)
+        print(f"{len(planned.ids())} case(s) on each of {len(planned.kernels)} kernel(s):"
+              f" {', '.join(k.name for k in planned.kernels)}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     rig = _load(args)
-    if args.only and not args.kernel:
-        raise BadInput("--only needs --kernel KERNEL (the kernel to rerun the case on)")
     record = runner.run(rig, args.kernel, args.only)
     if args.only:
         for case in record.cases:
-            print(json.dumps(dataclasses.asdict(case), indent=2))
-        for name in args.kernel:
+            print(json.dumps(case.to_json(), indent=2))
+        for name in args.kernel or [k.name for k in rig.kernels]:
             print(f"--- console of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
             print(console_tail(record.console_log(name), CONSOLE_CONTEXT_LINES))
-    print(summary_table(record.cases))
+    print(report.summary_table(record.cases))
+    compared = record.dir / "compare.json"
+    if compared.is_file():
+        print("\n".join(report.headline(json.loads(compared.read_text()))))
     for case in record.cases:
-        if "rerun" in case.extra:
+        if case.rerun:
             print(f"{case.verdict}: {case.kernel} {case.id}: {case.reason}\n"
-                  f"  rerun: {case.extra['rerun']}")
+                  f"  rerun: {case.rerun}")
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
     return code
@@ -125,11 +144,19 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
                    f" {rig.results_dir / given})")
 
 
+def _sides(run_dir: Path) -> dict[str, Side]:
+    try:
+        cases = results.load_cases(run_dir)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{run_dir / 'results.json'}: not a run's results ({exc})") from None
+    return {k: Side(f"{run_dir.name}:{k}", mine) for k, mine in by_kernel(cases).items()
+            if k and not all(c.suite == results.DIFFERS for c in mine)}
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     rig = _load(args)
     dir_a, dir_b = _run_dir(rig, args.run_a), _run_dir(rig, args.run_b)
-    sides_a = report.sides_of(report.load_cases(dir_a), f"{dir_a.name}:")
-    sides_b = report.sides_of(report.load_cases(dir_b), f"{dir_b.name}:")
+    sides_a, sides_b = _sides(dir_a), _sides(dir_b)
     common = [k for k in sides_a if k in sides_b]
     if common:
         pairs = [(sides_a[k], sides_b[k]) for k in common]
@@ -139,13 +166,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise BadInput(f"compare: {dir_a.name} and {dir_b.name} share no kernel"
                        " and do not hold one kernel each")
     out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
-    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", pairs)
-    for comp in comparisons:
-        for test, c in comp["latency"].items():
-            print(f"{comp['b']} vs {comp['a']}: latency/{test}: {c['verdict']}"
-                  f" ({c['difference']:+.1f} {c['unit']}, ratio {c['ratio']:.4f}; {c['rule']})")
-        print(f"{comp['b']} vs {comp['a']}: {len(comp['counter_differences'])} counter or"
-              " isolation case(s) behave differently")
+    cases = [c for pair in pairs for side in pair for c in side.cases]
+    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", cases, pairs)
+    print("\n".join(report.headline(comparisons)))
     print(f"report: {out / 'report.md'}")
     return EXIT_OK
 
@@ -178,7 +201,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             raise BadInput(f"bisect: {', '.join(missing)} required (or --resume BISECT_ID)")
         tree, good, bad, check = args.tree.resolve(), args.good, args.bad, args.check
         out = rig.results_dir / f"bisect-{time.strftime('%Y%m%d-%H%M%S')}"
-    predicate = bisect.parse_predicate(check)
+    predicate = bisect.parse_predicate(check, rig)
     if not (tree / ".git").exists():
         raise BadInput(f"--tree {tree}: not a git work tree")
     run = bisect.Bisection(rig, tree, good, bad, predicate, out)
@@ -214,9 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                "3 infrastructure error, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", type=Path,
-                        default=Path(os.environ.get("RIG_CONFIG", config.DEFAULT_CONFIG)),
-                        help="the rig description (default: $RIG_CONFIG or ./rig.yaml)")
+    parser.add_argument("-c", "--config", type=Path, default=os.environ.get("RIG_CONFIG"),
+                        help="the rig description (default: $RIG_CONFIG, else ./rig.yaml,"
+                             " else the rig's embedded default)")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
 
     p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
@@ -238,12 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kernel", metavar="KERNEL")
     p.set_defaults(func=cmd_shell)
 
+    p = sub.add_parser("list", help="the case ids a run would run, known before it starts")
+    p.add_argument("--kernel", action="append", metavar="KERNEL",
+                   help="only this kernel (repeatable)")
+    p.add_argument("--only", metavar="GLOB", help="only case ids matching GLOB")
+    p.add_argument("--json", action="store_true", help="kernels and case ids per suite as JSON")
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("run", help="build, boot and check every kernel; write results/")
     p.add_argument("--kernel", action="append", metavar="KERNEL",
                    help="only this kernel (repeatable)")
-    p.add_argument("--only", metavar="CASE_ID",
-                   help="rerun one case (e.g. counters/pmu/VU/cycle/scounteren=0x0) and print"
-                        " its record and the console around it")
+    p.add_argument("--only", metavar="GLOB",
+                   help="only the cases whose id matches GLOB (e.g. a case id printed with a"
+                        " failure, or 'counters/pmu/VU/*'); prints their records and the console")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="compare two runs: latency A/B and counter differences;"
@@ -257,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--good", metavar="REF")
     p.add_argument("--bad", metavar="REF")
     p.add_argument("--check", metavar="PREDICATE",
-                   help="a scenario (isolation, counters, kvm-host), a case id, or"
+                   help="a suite (e.g. isolation), a case id or glob, or"
                         " latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)")
     p.add_argument("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")
     p.set_defaults(func=cmd_bisect)
@@ -273,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum: int, _frame: object) -> None:
-    # Unwind like Ctrl-C, so every HostVM is closed and QEMU killed.
+    # Unwind like Ctrl-C, so every target is closed and QEMU killed.
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -19,8 +19,19 @@ from typing import Any, Union
 import yaml
 
 from orchestrator.errors import BadInput
+from orchestrator.suites import SuiteConfig, registry
 
 DEFAULT_CONFIG = "rig.yaml"
+# rig.yaml, images/ and guest-tests/: shipped inside the package when installed
+# (setup.py copies them to orchestrator/_data), beside it in a clone.
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+DATA_ROOT = PACKAGE_DATA if PACKAGE_DATA.is_dir() else Path(__file__).resolve().parent.parent
+
+
+def default_config_path() -> Path:
+    """./rig.yaml if there is one, else the rig's embedded default."""
+    local = Path(DEFAULT_CONFIG)
+    return local if local.is_file() else DATA_ROOT / DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -34,61 +45,16 @@ class QemuConfig:
     icount: str | None = None
     # appended to the kernel command line the rig builds
     append: str = ""
-    boot_timeout: float = 120.0
-    command_timeout: float = 300.0
 
 
 @dataclass(frozen=True)
-class CountersConfig:
-    """Counter reads from VS and VU mode (REFERENCE.md §2)."""
+class TimeoutsConfig:
+    """Seconds per step; `job` (optional) caps the whole run (orchestrator.budget)."""
 
-    enabled: bool = True
-    # guest SCOUNTEREN values written before the reads
-    scounteren: tuple[int, ...] = (0x0, 0x1, 0x2, 0x4, 0x7, 0xFFFFFFFF)
-    # busy-loop iterations between a counter's two reads
-    delay: int = 1000
-
-
-@dataclass(frozen=True)
-class IsolationConfig:
-    """Host and guest SCOUNTEREN kept apart across world switches."""
-
-    enabled: bool = True
-    # host kernel.perf_user_access values to run under (0, 1: time only; 2: legacy)
-    perf_user_access: tuple[int, ...] = (0, 1, 2)
-    # KVM exits the guest causes (a third each: in-kernel SBI, user exit, timer)
-    exits: int = 3000
-    # also move the vCPU thread between host CPUs after every exit (needs qemu.smp >= 2)
-    migrate: bool = False
-
-
-LATENCY_TESTS = ("sbi-in-kernel", "user-exit", "emulated-csr")
-LATENCY_MODES = ("icount", "wallclock")
-# REFERENCE.md §5: fewer boots or windows cannot tell a wall-clock difference
-WALLCLOCK_MIN_BOOTS, WALLCLOCK_MIN_WINDOWS = 5, 30
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    """World-switch round trips timed over whole loops with rdtime (REFERENCE.md §3)."""
-
-    enabled: bool = True
-    # icount: exact instructions per round trip (-icount shift=0, host smp 1);
-    # wallclock: nanoseconds of QEMU's clock, with statistics over boots and windows
-    mode: str = "icount"
-    tests: tuple[str, ...] = LATENCY_TESTS
-    # round trips per timed window: at 100, a host tick lands in only ~2-7% of
-    # windows, and 100 x ticks / iterations is a whole number of instructions
-    iterations: int = 100
-    windows: int = 200  # timed windows per boot
-    boots: int = 3  # boots per kernel
-
-
-@dataclass(frozen=True)
-class ScenariosConfig:
-    counters: CountersConfig = field(default_factory=CountersConfig)
-    isolation: IsolationConfig = field(default_factory=IsolationConfig)
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    build: float = 3600.0
+    boot: float = 120.0
+    command: float = 300.0
+    job: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +97,8 @@ class RigConfig:
     kernels: tuple[KernelSpec, ...]
     cache_dir: Path
     results_dir: Path
-    scenarios: ScenariosConfig = field(default_factory=ScenariosConfig)
+    suites: dict[str, SuiteConfig] = field(default_factory=dict)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def kernel(self, name: str) -> KernelSpec:
@@ -187,7 +154,7 @@ class _Reader:
     def dataclass(self, where: str, value: Any, cls: type) -> Any:
         """Fill a dataclass of scalar fields, keeping defaults for absent keys."""
         hints = typing.get_type_hints(cls)
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = [f.name for f in dataclasses.fields(cls)]
         raw = self.mapping(where, value or {}, fields)
         kwargs = {}
         for key, item in raw.items():
@@ -265,27 +232,26 @@ def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source])
     )
 
 
-def _check_latency(reader: _Reader, latency: LatencyConfig) -> None:
-    where = "scenarios.latency"
-    if latency.mode not in LATENCY_MODES:
-        reader.fail(f"{where}.mode", latency.mode, " or ".join(LATENCY_MODES))
-    for i, test in enumerate(latency.tests):
-        if test not in LATENCY_TESTS:
-            reader.fail(f"{where}.tests[{i}]", test, "one of " + ", ".join(LATENCY_TESTS))
-    for key in ("iterations", "windows", "boots"):
-        if getattr(latency, key) < 1:
-            reader.fail(f"{where}.{key}", getattr(latency, key), "an integer >= 1")
-    if latency.mode == "wallclock":
-        if latency.boots < WALLCLOCK_MIN_BOOTS:
-            reader.fail(f"{where}.boots", latency.boots,
-                        f">= {WALLCLOCK_MIN_BOOTS} in wallclock mode")
-        if latency.windows < WALLCLOCK_MIN_WINDOWS:
-            reader.fail(f"{where}.windows", latency.windows,
-                        f">= {WALLCLOCK_MIN_WINDOWS} in wallclock mode")
+def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
+    suites = registry()
+    raw = reader.mapping("suites", value or {}, suites)
+    configs = {}
+    for name, cls in suites.items():
+        where = f"suites.{name}"
+        cfg = reader.dataclass(where, raw.get(name), cls.Config)
+
+        def fail(key: str, found: Any, expected: str, where: str = where) -> typing.NoReturn:
+            reader.fail(f"{where}.{key}", found, expected)
+
+        cls.validate(cfg, fail)
+        configs[name] = cfg
+    return configs
 
 
-def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
-    path = Path(path).resolve()
+def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
+    """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
+    its `results_dir`, else results_dir, else ./results."""
+    path = Path(path or default_config_path()).resolve()
     try:
         text = path.read_text()
     except OSError as exc:
@@ -300,14 +266,16 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
 
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "scenarios", "cache_dir",
+                         ["qemu", "sources", "kernels", "suites", "timeouts", "cache_dir",
                           "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if qemu.smp < 1:
         reader.fail("qemu.smp", qemu.smp, "an integer >= 1")
-    for key in ("boot_timeout", "command_timeout"):
-        if getattr(qemu, key) <= 0:
-            reader.fail(f"qemu.{key}", getattr(qemu, key), "a number of seconds > 0")
+    timeouts = reader.dataclass("timeouts", top.get("timeouts"), TimeoutsConfig)
+    for key in ("build", "boot", "command", "job"):
+        seconds = getattr(timeouts, key)
+        if seconds is not None and not seconds > 0:
+            reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
 
     raw_sources = top.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
@@ -327,19 +295,11 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
             reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
         seen.add(spec.name)
 
-    raw_scenarios = reader.mapping("scenarios", top.get("scenarios") or {},
-                                   ["counters", "isolation", "latency"])
-    scenarios = ScenariosConfig(
-        counters=reader.dataclass("scenarios.counters", raw_scenarios.get("counters"),
-                                  CountersConfig),
-        isolation=reader.dataclass("scenarios.isolation", raw_scenarios.get("isolation"),
-                                   IsolationConfig),
-        latency=reader.dataclass("scenarios.latency", raw_scenarios.get("latency"),
-                                 LatencyConfig),
-    )
-    if scenarios.isolation.enabled and scenarios.isolation.migrate and qemu.smp < 2:
-        reader.fail("scenarios.isolation.migrate", True, "qemu.smp >= 2 to move the vCPU thread")
-    _check_latency(reader, scenarios.latency)
+    suites = _suites(reader, top.get("suites"))
+    for name, cfg in suites.items():
+        wanted = registry()[name](cfg).needs().min_cpus
+        if cfg.enabled and wanted > qemu.smp:
+            reader.fail("qemu.smp", qemu.smp, f">= {wanted} for suite {name}")
 
     def directory(key: str, default: Path) -> Path:
         if top.get(key) is None:
@@ -352,6 +312,7 @@ def load(path: Path | str = DEFAULT_CONFIG) -> RigConfig:
         sources=sources,
         kernels=kernels,
         cache_dir=directory("cache_dir", default_cache_dir()),
-        results_dir=directory("results_dir", reader.base / "results"),
-        scenarios=scenarios,
+        results_dir=directory("results_dir", (results_dir or Path("results")).resolve()),
+        suites=suites,
+        timeouts=timeouts,
     )

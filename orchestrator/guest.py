@@ -8,12 +8,14 @@ is packed into the host initramfs under image.GUEST_TESTS_DIR.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from orchestrator import image, kernel
+from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress, run_logged
 
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "guest-tests"
+SOURCE_DIR = DATA_ROOT / "guest-tests"
 VMM = "rig-vmm"
 
 
@@ -54,3 +56,21 @@ def host_path(name: str) -> str:
 def host_initramfs(cache_dir: Path) -> Path:
     """The host initramfs with the guest tests packed in."""
     return image.build_initramfs(cache_dir, build(cache_dir))
+
+
+def vmm_command(payload: str, flags: str) -> str:
+    """The host command line that runs rig-vmm on a payload."""
+    return f"{host_path(VMM)} {flags} {host_path(payload)}"
+
+
+def parse_records(output: str) -> list[dict]:
+    """rig-vmm's JSON lines (guest-tests/README.md); other console lines are ignored."""
+    records = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records

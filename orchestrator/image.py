@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator import debian
+from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress
 
-IMAGES = Path(__file__).resolve().parent.parent / "images"
-INIT_SCRIPT = IMAGES / "initramfs" / "init"
+INIT_SCRIPT = DATA_ROOT / "images" / "initramfs" / "init"
 BUSYBOX_PACKAGE = "busybox-static"
 # Where guest-test binaries go in the host (the VMM and its guest payloads).
 GUEST_TESTS_DIR = "usr/lib/rig"

@@ -271,8 +271,10 @@ def check_config(final_config: Path, fragments: tuple[Path, ...]) -> None:
                                f" (final .config has {symbol}={got}); check its dependencies")
 
 
-def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None) -> BuiltKernel:
-    """Return the built kernel for spec, building it only if it is not cached."""
+def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
+          timeout: float | None = None) -> BuiltKernel:
+    """Return the built kernel for spec, building it only if it is not cached;
+    the compile step may take timeout seconds (default: rig.yaml timeouts.build)."""
     progress = progress or Progress(f"kernel {spec.name}")
     toolchain = toolchain_id()
     src_id = source_id(spec.source, rig.path)
@@ -302,7 +304,8 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None) ->
         run_logged(tree.make_command(1, "olddefconfig"), log, progress, env=env)
         check_config(tree.build / ".config", spec.config)
         progress.begin(f"make -j{rig.build_jobs} Image")
-        run_logged(tree.make_command(rig.build_jobs, "Image"), log, progress, env=env)
+        run_logged(tree.make_command(rig.build_jobs, "Image"), log, progress, env=env,
+                   timeout=timeout or rig.timeouts.build)
         for artefact, name in (("arch/riscv/boot/Image", "Image"), ("vmlinux", "vmlinux"),
                                (".config", "config")):
             shutil.copy2(tree.build / artefact, out / name)

@@ -81,10 +81,12 @@ def run_logged(
     *,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> None:
     """Run cmd, appending its output to log and showing it on the progress line.
 
-    Raises InfraError naming the step and the log, with the log's tail.
+    Raises InfraError naming the step and the log, with the log's tail, when
+    cmd fails or runs longer than timeout seconds (it is then killed).
     """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with log.open("a") as sink:
@@ -99,6 +101,15 @@ def run_logged(
             raise InfraError(f"{progress.step}: command not found: {cmd[0]}"
                              " (run 'orchestrator setup')") from None
         ticker = _Ticker(progress)
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        watchdog = threading.Timer(timeout, expire) if timeout else None
+        if watchdog:
+            watchdog.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -108,9 +119,14 @@ def run_logged(
             rc = proc.wait()
         finally:
             ticker.stop()
+            if watchdog:
+                watchdog.cancel()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    if timed_out.is_set():
+        raise InfraError(f"{progress.label}: {progress.step} timed out after {timeout:g}s"
+                         f" (timeouts.build); full log: {log}", details="\n".join(tail))
     if rc != 0:
         raise InfraError(
             f"{progress.label}: {progress.step} failed (exit {rc}); full log: {log}",

@@ -1,8 +1,15 @@
-"""Run records on disk: results/<run-id>/ with results.json, junit.xml,
-manifest.json and one console log per boot (TuxRun-style outputs).
+"""Run records on disk, schema v1 (orchestrator/schema/results-v1.json).
 
-Every case is written to disk the moment it is recorded, so whatever
-fails later (a crash, Ctrl-C, a hung boot) loses nothing gathered before.
+results/<run-id>/ holds:
+- results.jsonl: one line per case, appended (and synced) the moment the case
+  is recorded, so a crash, a signal or a full disk loses nothing finished;
+- results.json: {"schema_version": 1, "run_id", "cases": [...]}, rewritten
+  atomically after each suite and at the end (rebuilt from the .jsonl by
+  `RunRecord.load` if the run died before);
+- junit.xml, manifest.json and one console log per boot (TuxRun-style).
+
+A case is typed data: verdict, structured outcome, optional measurement.
+Comparisons and reports read these fields, never the prose in `reason`.
 """
 
 from __future__ import annotations
@@ -17,33 +24,70 @@ from typing import Any
 
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
 
-PASS, FAIL, ERROR = "pass", "fail", "error"
-# The behaviour KVM is documented to have where it departs from the spec:
-# reported with the rule it breaks, never counted as a plain pass.
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"results-v{SCHEMA_VERSION}.json"
+PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
+# KVM's documented behaviour where it departs from the spec: reported with
+# the rule it breaks, never counted as a pass.
 KNOWN_DEVIATION = "known-deviation"
-VERDICTS = (PASS, KNOWN_DEVIATION, FAIL, ERROR)
+VERDICTS = (PASS, KNOWN_DEVIATION, SKIP, FAIL, ERROR)
+# The pseudo-suite of cases that behave differently than on the baseline kernel.
+DIFFERS = "differs"
+
+
+@dataclass
+class Measurement:
+    """A figure with its unit; `samples` per boot (windows within a boot).
+
+    method "exact": `value` is exact and comparisons need no statistics
+    (icount); "distribution": compare the samples (wall clock).
+    """
+
+    value: float
+    unit: str
+    method: str
+    samples: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
 class Case:
-    """One judged observation; verdict is one of VERDICTS (error: infrastructure)."""
+    """One judged observation of one kernel.
+
+    `outcome` is the behaviour seen, as data ({"kind": ..., ...}); two kernels
+    behave the same on a case when their outcomes are equal. `details` keeps
+    the raw evidence (the guest's record, counts) for people and reports.
+    """
 
     id: str
-    kernel: str
-    scenario: str
+    suite: str
     verdict: str
-    observed: Any = None
-    expected: Any = None
+    kernel: str = ""
     reason: str = ""
-    seconds: float = 0.0
+    rule: str | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+    expected: str = ""
+    measurement: Measurement | None = None
+    duration: float = 0.0
     log: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    rerun: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Case:
+        measurement = data.get("measurement")
+        return cls(**{**data, "measurement": Measurement(**measurement) if measurement else None})
 
 
 def _write_atomic(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class RunRecord:
@@ -55,77 +99,90 @@ class RunRecord:
             suffix += 1
             self.dir = results_dir / f"{self.run_id}-{suffix}"
         self.dir.mkdir(parents=True)
+        self.run_id = self.dir.name
         self.cases: list[Case] = []
         self.manifest: dict[str, Any] = {}
 
     def console_log(self, kernel: str, boot: str = "boot") -> Path:
         return self.dir / kernel / f"{boot}.console.log"
 
+    def relative(self, path: Path) -> str:
+        """Paths in results.json are relative to the run directory (it can be moved)."""
+        try:
+            return str(path.relative_to(self.dir))
+        except ValueError:
+            return str(path)
+
     def add(self, case: Case) -> None:
         self.cases.append(case)
-        self._flush()
+        with (self.dir / "results.jsonl").open("a") as sink:
+            sink.write(json.dumps(case.to_json()) + "\n")
+            sink.flush()
+            os.fsync(sink.fileno())
 
     def set_manifest(self, **items: Any) -> None:
         self.manifest.update(items)
         _write_atomic(self.dir / "manifest.json", json.dumps(self.manifest, indent=2) + "\n")
 
-    def _flush(self) -> None:
-        payload = {"run_id": self.run_id, "cases": [asdict(c) for c in self.cases]}
-        _write_atomic(self.dir / "results.json", json.dumps(payload, indent=2) + "\n")
+    def flush(self) -> None:
+        """results.json and junit.xml from every case so far."""
+        _write_atomic(self.dir / "results.json", results_json(self.run_id, self.cases))
         _write_atomic(self.dir / "junit.xml", junit_xml(self.cases))
 
     def exit_code(self) -> int:
-        verdicts = {c.verdict for c in self.cases}
-        if ERROR in verdicts:
-            return EXIT_INFRA
-        if FAIL in verdicts:
-            return EXIT_TEST_FAILURE
-        return EXIT_OK
+        return exit_code(self.cases)
+
+
+def results_json(run_id: str, cases: list[Case]) -> str:
+    payload = {"schema_version": SCHEMA_VERSION, "run_id": run_id,
+               "cases": [c.to_json() for c in cases]}
+    return json.dumps(payload, indent=1) + "\n"
+
+
+def load_cases(run_dir: Path) -> list[Case]:
+    """A run's cases: results.json, or the .jsonl a run that died left behind."""
+    done, lines = run_dir / "results.json", run_dir / "results.jsonl"
+    if done.is_file():
+        data = json.loads(done.read_text())
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{done}: schema_version {data.get('schema_version')!r},"
+                             f" this rig reads {SCHEMA_VERSION}")
+        return [Case.from_json(c) for c in data["cases"]]
+    return [Case.from_json(json.loads(line)) for line in lines.read_text().splitlines()
+            if line.strip()]
+
+
+def exit_code(cases: list[Case]) -> int:
+    verdicts = {c.verdict for c in cases}
+    if ERROR in verdicts:
+        return EXIT_INFRA
+    if FAIL in verdicts:
+        return EXIT_TEST_FAILURE
+    return EXIT_OK
 
 
 def junit_xml(cases: list[Case]) -> str:
     suites = ET.Element("testsuites", name="riscv-kvm-rig")
     by_suite: dict[str, list[Case]] = {}
     for case in cases:
-        by_suite.setdefault(f"{case.kernel}.{case.scenario}", []).append(case)
+        by_suite.setdefault(f"{case.kernel}.{case.suite}", []).append(case)
+    tags = {FAIL: "failure", ERROR: "error", KNOWN_DEVIATION: "skipped", SKIP: "skipped"}
     for name, members in by_suite.items():
         suite = ET.SubElement(
             suites, "testsuite", name=name, tests=str(len(members)),
             failures=str(sum(c.verdict == FAIL for c in members)),
             errors=str(sum(c.verdict == ERROR for c in members)),
-            skipped=str(sum(c.verdict == KNOWN_DEVIATION for c in members)),
+            skipped=str(sum(c.verdict in (KNOWN_DEVIATION, SKIP) for c in members)),
         )
         for case in members:
             element = ET.SubElement(suite, "testcase", classname=name, name=case.id,
-                                    time=f"{case.seconds:.3f}")
-            if case.verdict in (FAIL, ERROR, KNOWN_DEVIATION):
-                tag = {FAIL: "failure", ERROR: "error", KNOWN_DEVIATION: "skipped"}[case.verdict]
-                detail = ET.SubElement(element, tag, message=case.reason)
-                detail.text = (f"observed: {case.observed!r}\nexpected: {case.expected!r}"
-                               + (f"\nlog: {case.log}" if case.log else ""))
+                                    time=f"{case.duration:.3f}")
+            if case.verdict in tags:
+                message = case.reason if case.verdict != KNOWN_DEVIATION else (
+                    f"known deviation {case.rule}: {case.reason}")
+                detail = ET.SubElement(element, tags[case.verdict], message=message)
+                detail.text = (f"outcome: {json.dumps(case.outcome)}\nexpected: {case.expected}"
+                               + (f"\nlog: {case.log}" if case.log else "")
+                               + (f"\nrerun: {case.rerun}" if case.rerun else ""))
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def summary_table(cases: list[Case]) -> str:
-    """Kernels as rows, scenarios as columns: passed/total, with fail/error counts."""
-    kernels = list(dict.fromkeys(c.kernel for c in cases))
-    scenarios = list(dict.fromkeys(c.scenario for c in cases))
-    rows = [["kernel", *scenarios]]
-    for kernel in kernels:
-        row = [kernel]
-        for scenario in scenarios:
-            members = [c for c in cases if c.kernel == kernel and c.scenario == scenario]
-            passed = sum(c.verdict == PASS for c in members)
-            cell = f"{passed}/{len(members)} pass" if members else "-"
-            for verdict in (KNOWN_DEVIATION, FAIL, ERROR):
-                count = sum(c.verdict == verdict for c in members)
-                if count:
-                    cell += f", {count} {verdict}"
-            row.append(cell)
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

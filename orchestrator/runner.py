@@ -1,29 +1,35 @@
-"""`orchestrator run`: every kernel of rig.yaml is built, booted and checked.
+"""`orchestrator run`: the plan executed, kernel by kernel.
 
-Per kernel: build, boot, then the scenarios in order (kvm-host, counters,
-isolation). A kernel that fails to build or boot gets an `error` case and
-the run goes on with the next one. After all kernels, each case is
-compared with the same case on the run's first kernel: a different
-behaviour is a failure of its own ("behaviour differs from KERNEL").
+Per kernel: build (cached), read the world-switch CSRs out of vmlinux, then
+the suites, grouped by what they need from their target: suites with equal
+needs share one boot. Any infrastructure error stays local: the cases it
+prevented become `error` cases carrying its cause, and the run goes on
+with the next suite or kernel. After all kernels, each case is compared
+with the same case on the run's first kernel: a different behaviour is a
+failure of its own (suite `differs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
-from orchestrator import __version__, disasm, guest, kernel, report
-from orchestrator.config import QemuConfig, RigConfig
-from orchestrator.errors import BadInput, InfraError
-from orchestrator.qemu import HostVM, qemu_command
-from orchestrator.results import ERROR, FAIL, Case, RunRecord
-from orchestrator.scenarios import counters, isolation, kvm_host, latency
+from orchestrator import __version__, compare, disasm, guest, kernel, report
+from orchestrator.budget import Budget
+from orchestrator.config import KernelSpec, QemuConfig, RigConfig, default_config_path
+from orchestrator.errors import InfraError, RigError
+from orchestrator.plan import Plan, make
+from orchestrator.results import DIFFERS, ERROR, FAIL, Case, RunRecord
+from orchestrator.suites import Suite
+from orchestrator.targets import Needs
+from orchestrator.targets.qemu import QemuTarget
 
-SCENARIOS = {m.NAME: m for m in (kvm_host, counters, isolation, latency)}
+ICOUNT = "shift=0,sleep=off"
 
 
 def qemu_version(binary: str) -> str:
@@ -35,7 +41,10 @@ def qemu_version(binary: str) -> str:
 
 
 def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -> str:
-    args = ["orchestrator", "-c", str(rig.path), "run"]
+    args = ["orchestrator"]
+    if rig.path != default_config_path().resolve():
+        args += ["-c", str(rig.path)]
+    args.append("run")
     for name in kernels:
         args += ["--kernel", name]
     if only:
@@ -43,117 +52,124 @@ def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -
     return shlex.join(args)
 
 
-def scenario_of(case_id: str | None) -> str | None:
-    return case_id.split("/", 1)[0] if case_id else None
+def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
+    """The QEMU machine that serves needs: icount for exact timing, the CPU count."""
+    return dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
+                               smp=needs.cpus or max(qemu.smp, needs.min_cpus))
 
 
-def check_only(only: str) -> None:
-    scenario = SCENARIOS.get(scenario_of(only))
-    if scenario is None or not scenario.valid_id(only):
-        raise BadInput(f"--only: {only!r} is not a case id (e.g."
-                       " counters/pmu/VU/cycle/scounteren=0x0, kvm-host/dev-kvm,"
-                       " isolation/perf_user_access=1/pinned/host-policy)")
+class KernelRun:
+    """One kernel's part of a run: its suites on targets, its cases on disk."""
 
+    def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, spec: KernelSpec,
+                 budget: Budget) -> None:
+        self.rig, self.plan, self.record, self.spec, self.budget = rig, plan, record, spec, budget
 
-def scenario_cases(rig: RigConfig, vm: HostVM, kernel_name: str,
-                   only: str | None) -> Iterator[Case]:
-    """Each scenario's cases as soon as that scenario is done, so they reach
-    the disk before the next one starts."""
-    wanted = scenario_of(only)
-    if wanted in (None, kvm_host.NAME):
-        yield from (c for c in kvm_host.run(vm, kernel_name) if only in (None, c.id))
-    for module, cfg in ((counters, rig.scenarios.counters),
-                        (isolation, rig.scenarios.isolation)):
-        if wanted == module.NAME or (wanted is None and cfg.enabled):
-            yield from module.run(vm, kernel_name, cfg, only)
-
-
-def compare_with_baseline(sides: dict[str, report.Side], baseline: str) -> list[Case]:
-    """A failure for each counter or isolation case that behaves differently than
-    on the baseline kernel (the run's first)."""
-    reference = sides.get(baseline)
-    if reference is None:
-        return []
-    return [Case(id=diff["id"], kernel=name, scenario="differs", verdict=FAIL,
-                 observed=diff[name][1], expected=diff[baseline][1], reason=diff["reason"])
-            for name, side in sides.items() if name != baseline
-            for diff in report.counter_differences(reference, side)]
-
-
-def check_kernel(rig: RigConfig, record: RunRecord, name: str, image: Path, initramfs: Path,
-                 only: str | None) -> None:
-    """Boot a built kernel and record its scenarios' cases; InfraError ends it."""
-    wanted = scenario_of(only)
-
-    def add(case: Case) -> None:
+    def add(self, case: Case, log: Path | None = None) -> None:
+        case.kernel = self.spec.name
+        case.log = case.log or (self.record.relative(log) if log else "")
         if case.verdict in (FAIL, ERROR):
-            case.extra["rerun"] = rerun_command(rig, [name], case.id)
-        record.add(case)
+            case.rerun = rerun_command(self.rig, [self.spec.name], case.id)
+        self.record.add(case)
 
-    def boot(qemu: QemuConfig, boot_name: str) -> HostVM:
-        return HostVM(qemu, image, initramfs, record.console_log(name, boot_name),
-                      label=f"{name} {boot_name}")
+    def fail_all(self, suites: list[Suite], exc: RigError) -> None:
+        for suite in suites:
+            for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
+                self.add(case)
 
-    if wanted != latency.NAME:
-        with boot(rig.qemu, "boot") as vm:
-            seconds = vm.boot()
-            print(f"[{name}] ready in {seconds:.1f}s: {vm.ready_line}", file=sys.stderr)
-            record.manifest["kernels"][name]["boot_seconds"] = seconds
-            record.set_manifest()
-            for case in scenario_cases(rig, vm, name, only):
-                add(case)
-    if wanted == latency.NAME or (wanted is None and rig.scenarios.latency.enabled):
-        for case in latency.run(rig.scenarios.latency, name, boot, rig.qemu, only):
-            add(case)
+    def run(self) -> None:
+        name = self.spec.name
+        try:
+            built = kernel.build(self.rig, self.spec, timeout=self.budget.limit("build"))
+            initramfs = guest.host_initramfs(self.rig.cache_dir)
+            csrs = disasm.world_switch_report(built.vmlinux)
+        except InfraError as exc:
+            print(f"[{name}] {exc.message}", file=sys.stderr)
+            self.fail_all(list(self.plan.suites), exc)
+            return
+        entry = {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}
+        self.record.manifest["kernels"][name] = entry
+        # Suites whose needs give the same machine share a boot.
+        groups = itertools.groupby(self.plan.suites,
+                                   key=lambda s: qemu_for(s.needs(), self.rig.qemu))
+        for index, (qemu, members) in enumerate(groups):
+            suites = list(members)
+            boot_name = "boot" if index == 0 else suites[0].name
+            target = QemuTarget(qemu, built.image, initramfs, self.record.dir / name,
+                                label=f"{name} {boot_name}", budget=self.budget,
+                                boot_name=boot_name)
+            entry["targets"][boot_name] = {"suites": [s.name for s in suites],
+                                           "qemu_command": shlex.join(target.command_line())}
+            try:
+                self.on_target(target, suites, entry["targets"][boot_name])
+            finally:
+                target.close()
+                self.record.set_manifest()
+
+    def on_target(self, target: QemuTarget, suites: list[Suite], about: dict) -> None:
+        for position, suite in enumerate(suites):
+            try:
+                if not target.running:  # the first suite, or the last one broke it
+                    about.setdefault("boot_seconds", []).append(target.reboot())
+                    print(f"[{target.label}] ready in {target.boot_seconds:.1f}s:"
+                          f" {target.ready_line}", file=sys.stderr)
+            except InfraError as exc:
+                print(f"[{target.label}] {exc.message}", file=sys.stderr)
+                self.fail_all(suites[position:], exc)
+                return
+            self.run_suite(suite, target)
+            self.record.flush()
+
+    def run_suite(self, suite: Suite, target: QemuTarget) -> None:
+        ids = self.plan.cases[suite.name]
+        done: set[str] = set()
+        last = time.monotonic()
+        print(f"[{target.label}] {suite.name}: {len(ids)} case(s)", file=sys.stderr)
+        try:
+            for case in suite.run(target, ids):
+                now = time.monotonic()
+                case.duration = case.duration or round(now - last, 3)
+                last = now
+                self.add(case, target.console_log)
+                done.add(case.id)
+        except InfraError as exc:
+            print(f"[{target.label}] {suite.name}: {exc.message}", file=sys.stderr)
+            for case in suite.errors([i for i in ids if i not in done], exc.message,
+                                     exc.details):
+                self.add(case, target.console_log)
+            return
+        for case in suite.errors([i for i in ids if i not in done],
+                                 f"suite {suite.name} did not report this case"):
+            self.add(case, target.console_log)
 
 
 def run(rig: RigConfig, kernel_names: list[str] | None = None,
         only: str | None = None) -> RunRecord:
-    if only:
-        check_only(only)
-    specs = [rig.kernel(n) for n in kernel_names] if kernel_names else list(rig.kernels)
+    plan = make(rig, kernel_names, only)
     record = RunRecord(rig.results_dir)
-    print(f"run {record.run_id}: {len(specs)} kernel(s), results in {record.dir}",
-          file=sys.stderr)
+    print(f"run {record.run_id}: {len(plan.kernels)} kernel(s), {len(plan.ids())} case(s)"
+          f" each, results in {record.dir}", file=sys.stderr)
     record.set_manifest(
         rig_version=__version__,
         config=str(rig.path),
         qemu={"version": qemu_version(rig.qemu.binary), "cpu": rig.qemu.cpu,
               "machine": rig.qemu.machine, "smp": rig.qemu.smp, "icount": rig.qemu.icount},
-        reproduce=rerun_command(rig, [s.name for s in specs], only),
+        reproduce=rerun_command(rig, [s.name for s in plan.kernels], only),
+        suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
         kernels={},
     )
-    initramfs: Path | None = None
-    for spec in specs:
-        try:
-            built = kernel.build(rig, spec)
-            initramfs = initramfs or guest.host_initramfs(rig.cache_dir)
-        except InfraError as exc:
-            print(f"[{spec.name}] {exc.message}", file=sys.stderr)
-            record.add(Case(id="build", kernel=spec.name, scenario="build", verdict=ERROR,
-                            reason=exc.message, observed=exc.details))
-            continue
-        log = record.console_log(spec.name)
-        record.manifest["kernels"][spec.name] = {
-            **built.to_json(),
-            "world_switch_csrs": disasm.world_switch_report(built.vmlinux),
-            "qemu_command": shlex.join(qemu_command(rig.qemu, built.image, initramfs,
-                                                    log.with_suffix(".pid"))),
-        }
-        record.set_manifest()
-        try:
-            check_kernel(rig, record, spec.name, built.image, initramfs, only)
-        except InfraError as exc:
-            print(f"[{spec.name}] {exc.message}", file=sys.stderr)
-            record.add(Case(id="boot", kernel=spec.name, scenario="boot", verdict=ERROR,
-                            reason=exc.message, observed=exc.details, log=str(log)))
-    baseline = specs[0].name
-    sides = report.sides_of([dataclasses.asdict(c) for c in record.cases])
-    for case in compare_with_baseline(sides, baseline):
-        case.extra["rerun"] = rerun_command(rig, [baseline, case.kernel], case.id)
-        record.add(case)
-    if len(specs) > 1 and not only and baseline in sides:
-        report.write(record.dir, f"Run {record.run_id}",
-                     [(sides[baseline], side) for name, side in sides.items()
-                      if name != baseline])
+    budget = Budget(rig.timeouts)
+    try:
+        for spec in plan.kernels:
+            KernelRun(rig, plan, record, spec, budget).run()
+        baseline = plan.kernels[0].name
+        for diff in compare.behaviour(record.cases, baseline):
+            record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
+                            kernel=diff.kernel, reason=diff.reason,
+                            outcome=diff.outcome, expected=f"as on {baseline}",
+                            rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
+    finally:
+        record.flush()
+    if len(plan.kernels) > 1 and not only:
+        report.write_run(record.dir, record.cases)
     return record

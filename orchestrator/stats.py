@@ -1,6 +1,6 @@
 """Statistics for latency figures: exact counts under icount, and for wall
 clock the median, IQR, a bootstrap confidence interval of the median ratio
-and a Mann-Whitney U test (REFERENCE.md §5).
+and a Mann-Whitney U test (docs/latency-method.md).
 
 Samples are kept per boot (a list of windows per boot): boots are the
 independent units, so the bootstrap resamples boots first, then windows

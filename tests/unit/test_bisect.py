@@ -1,4 +1,4 @@
-"""Bisect predicates and the scenarios they switch on; history patch subjects."""
+"""Bisect predicates and the cases they select; history patch subjects."""
 
 from __future__ import annotations
 
@@ -6,45 +6,46 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bisect, history
-from orchestrator.config import ScenariosConfig
+from orchestrator import bisect, config, history
 from orchestrator.errors import BadInput
 
+REPO = Path(__file__).resolve().parents[2]
 
-@pytest.mark.parametrize(("text", "scenario", "case", "threshold", "ratio"), [
-    ("isolation", "isolation", None, None, False),
-    ("counters", "counters", None, None, False),
-    ("counters/pmu/VU/cycle/scounteren=0x0", "counters",
-     "counters/pmu/VU/cycle/scounteren=0x0", None, False),
-    ("isolation/perf_user_access=1/pinned/host-policy", "isolation",
-     "isolation/perf_user_access=1/pinned/host-policy", None, False),
-    ("latency:sbi-in-kernel>+20", "latency", "sbi-in-kernel", 20.0, False),
-    ("latency:user-exit>x1.05", "latency", "user-exit", 1.05, True),
+
+@pytest.fixture(scope="module")
+def rig() -> config.RigConfig:
+    return config.load(REPO / "rig.yaml")
+
+
+@pytest.mark.parametrize(("text", "only", "threshold", "ratio"), [
+    ("isolation", "isolation/*", None, False),
+    ("counters", "counters/*", None, False),
+    ("counters/pmu/VU/cycle/scounteren=0x0", "counters/pmu/VU/cycle/scounteren=0x0", None,
+     False),
+    ("isolation/perf_user_access=1/pinned/*", "isolation/perf_user_access=1/pinned/*", None,
+     False),
+    ("latency:sbi-in-kernel>+20", "latency/sbi-in-kernel", 20.0, False),
+    ("latency:user-exit>x1.05", "latency/user-exit", 1.05, True),
 ])
-def test_predicates(text: str, scenario: str, case: str | None, threshold: float | None,
+def test_predicates(rig: config.RigConfig, text: str, only: str, threshold: float | None,
                     ratio: bool) -> None:
-    predicate = bisect.parse_predicate(text)
-    assert (predicate.scenario, predicate.case, predicate.threshold, predicate.ratio) == (
-        scenario, case, threshold, ratio)
+    predicate = bisect.parse_predicate(text, rig)
+    assert (predicate.only, predicate.threshold, predicate.ratio) == (only, threshold, ratio)
 
 
-@pytest.mark.parametrize("text", ["latency", "latency:sbi-in-kernel>20", "counters/VU/x",
+@pytest.mark.parametrize("text", ["latency:sbi-in-kernel>20", "counters/VU/x",
                                   "latency:nope>+1", "everything"])
-def test_bad_predicates(text: str) -> None:
+def test_bad_predicates(rig: config.RigConfig, text: str) -> None:
     with pytest.raises(BadInput, match="--check"):
-        bisect.parse_predicate(text)
+        bisect.parse_predicate(text, rig)
 
 
-def test_predicate_switches_on_only_its_scenario() -> None:
-    isolation = bisect.parse_predicate("isolation").scenarios(ScenariosConfig())
-    assert isolation.isolation.enabled
-    assert not isolation.counters.enabled and not isolation.latency.enabled
-    latency = bisect.parse_predicate("latency:user-exit>x1.1").scenarios(ScenariosConfig())
-    assert latency.latency.enabled and latency.latency.tests == ("user-exit",)
-    assert latency.latency.mode == "wallclock"
-    assert not latency.counters.enabled and not latency.isolation.enabled
-    exact = bisect.parse_predicate("latency:user-exit>+5").scenarios(ScenariosConfig())
-    assert exact.latency.mode == "icount"
+def test_latency_predicate_measures_in_its_mode(rig: config.RigConfig) -> None:
+    ratio = bisect.parse_predicate("latency:user-exit>x1.1", rig).suites(rig.suites)
+    assert ratio["latency"].mode == "wallclock"
+    exact = bisect.parse_predicate("latency:user-exit>+5", rig).suites(rig.suites)
+    assert exact["latency"].mode == "icount"
+    assert bisect.parse_predicate("isolation", rig).suites(rig.suites) == rig.suites
 
 
 def test_history_subject(tmp_path: Path) -> None:

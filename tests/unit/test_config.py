@@ -9,6 +9,7 @@ import yaml
 
 from orchestrator import cli, config
 from orchestrator.errors import EXIT_BAD_INPUT, BadInput
+from orchestrator.suites import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PATCH_1 = "images/patches/0001-RISC-V-KVM-swap-HSTATUS-in-C-backport-b6114a7e.patch"
@@ -83,8 +84,8 @@ def test_wrong_type_names_key_value_and_expectation(tmp_path: Path) -> None:
 
 def test_bool_is_not_a_number(tmp_path: Path) -> None:
     doc = default_doc()
-    doc["qemu"]["boot_timeout"] = True
-    assert "qemu.boot_timeout: got True, expected a number" in load_error(tmp_path, doc)
+    doc["timeouts"]["boot"] = True
+    assert "timeouts.boot: got True, expected a number" in load_error(tmp_path, doc)
 
 
 def test_missing_patch_file(tmp_path: Path) -> None:
@@ -117,13 +118,15 @@ def test_git_source_and_absent_keys_get_defaults(tmp_path: Path) -> None:
     tree = tmp_path / "linux"
     (tree / ".git").mkdir(parents=True)
     doc = default_doc()
-    del doc["qemu"], doc["scenarios"]
+    del doc["qemu"], doc["suites"], doc["timeouts"]
     doc["sources"]["mine"] = {"git": "linux", "ref": "v6.12"}
     doc["kernels"][0]["source"] = "mine"
     rig = config.load(write_rig(tmp_path, doc))
     assert rig.kernels[0].source == config.GitSource("mine", tree, "v6.12")
     assert rig.qemu == config.QemuConfig()
-    assert rig.scenarios == config.ScenariosConfig()
+    assert rig.timeouts == config.TimeoutsConfig()
+    assert {name: cfg == registry()[name].Config() for name, cfg in rig.suites.items()} == {
+        name: True for name in registry()}
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -187,14 +190,43 @@ def test_cli_boot_without_a_command_is_bad_input(capsys: pytest.CaptureFixture[s
     assert "give a command after '--'" in capsys.readouterr().err
 
 
-def test_scenario_lists_are_checked_item_by_item(tmp_path: Path) -> None:
+def test_suite_lists_are_checked_item_by_item(tmp_path: Path) -> None:
     doc = default_doc()
-    doc["scenarios"]["counters"]["scounteren"] = [0, "7"]
-    assert ("scenarios.counters.scounteren[1]: got '7', expected an integer"
+    doc["suites"]["counters"]["scounteren"] = [0, "7"]
+    assert ("suites.counters.scounteren[1]: got '7', expected an integer"
             in load_error(tmp_path, doc))
 
 
 def test_migration_needs_two_host_cpus(tmp_path: Path) -> None:
     doc = default_doc()
     doc["qemu"]["smp"] = 1
-    assert "scenarios.isolation.migrate" in load_error(tmp_path, doc)
+    assert "qemu.smp: got 1, expected >= 2 for suite isolation" in load_error(tmp_path, doc)
+
+
+@pytest.mark.parametrize(("section", "key", "value", "expected"), [
+    ("counters", "scounteren", [-1], "a 32-bit value"),
+    ("counters", "scounteren", [0x1FFFFFFFF], "a 32-bit value"),
+    ("isolation", "perf_user_access", [7], "0, 1 or 2"),
+    ("isolation", "exits", -5, "an integer from 3 to"),
+    ("latency", "windows", 9000, "an integer from 1 to 8192"),
+    ("latency", "mode", "fast", "icount or wallclock"),
+])
+def test_suite_values_are_checked_against_their_range(tmp_path: Path, section: str, key: str,
+                                                      value: object, expected: str) -> None:
+    doc = default_doc()
+    doc["suites"][section][key] = value
+    error = load_error(tmp_path, doc)
+    assert f"suites.{section}.{key}" in error and expected in error
+
+
+def test_unknown_suite_is_named(tmp_path: Path) -> None:
+    doc = default_doc()
+    doc["suites"]["nope"] = {}
+    assert "suites.nope: unknown key" in load_error(tmp_path, doc)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan")])
+def test_timeouts_must_be_positive(tmp_path: Path, seconds: float) -> None:
+    doc = default_doc()
+    doc["timeouts"]["command"] = seconds
+    assert "timeouts.command: got" in load_error(tmp_path, doc)

@@ -1,9 +1,9 @@
-"""Judging the isolation scenario's summaries (the VMM's probes and the guest's re-reads)."""
+"""Judging the isolation suite's summaries (the VMM's probes and the guest's re-reads)."""
 
 from __future__ import annotations
 
 from orchestrator.results import FAIL, PASS
-from orchestrator.scenarios.isolation import (
+from orchestrator.suites.isolation import (
     guest_value,
     host_policy,
     judge_guest_value,
@@ -22,9 +22,10 @@ def test_policy_and_its_complement() -> None:
 
 
 def test_host_sees_what_its_policy_allows() -> None:
-    verdict, observed, reason = judge_host_policy(probes((0, 1001), (1001, 0), (0, 1001)), 0x2)
+    verdict, outcome, reason = judge_host_policy(probes((0, 1001), (1001, 0), (0, 1001)), 0x2)
     assert (verdict, reason) == (PASS, "")
-    assert observed == "cycle SIGILL, time readable, instret SIGILL"
+    assert outcome == {"kind": "host-counters", "cycle": "sigill", "time": "readable",
+                       "instret": "sigill"}
 
 
 def test_observed_behaviour_does_not_depend_on_the_number_of_probes() -> None:
@@ -34,9 +35,10 @@ def test_observed_behaviour_does_not_depend_on_the_number_of_probes() -> None:
 
 
 def test_guest_value_leaking_into_the_host_fails_with_the_counts() -> None:
-    verdict, observed, reason = judge_host_policy(probes((1001, 0), (1001, 0), (1000, 1)), 0x2)
+    verdict, outcome, reason = judge_host_policy(probes((1001, 0), (1001, 0), (1000, 1)), 0x2)
     assert verdict == FAIL
-    assert observed == "cycle readable, time readable, instret readable on 1000 of 1001 probes"
+    assert outcome == {"kind": "host-counters", "cycle": "readable", "time": "readable",
+                       "instret": "mixed"}
     assert "cycle should be SIGILL in host user space (policy 0x2) but was not on 1001 of" \
            " 1001 probes" in reason
     assert "instret should be SIGILL" in reason
@@ -45,7 +47,8 @@ def test_guest_value_leaking_into_the_host_fails_with_the_counts() -> None:
 def test_guest_losing_its_value_fails() -> None:
     lost = {"scounteren_written": "0x5", "scounteren_final": "0x7", "guest_mismatches": 3000,
             "first_mismatch": "0x7"}
-    verdict, _, reason = judge_guest_value(lost)
+    verdict, outcome, reason = judge_guest_value(lost)
     assert verdict == FAIL and "wrote 0x5, re-read 0x7" in reason
+    assert outcome == {"kind": "guest-scounteren", "kept": False}
     kept = {**lost, "scounteren_final": "0x5", "guest_mismatches": 0, "first_mismatch": None}
     assert judge_guest_value(kept)[0] == PASS

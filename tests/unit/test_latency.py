@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.scenarios.latency import window_figures
+from orchestrator.suites.latency import window_figures
 
 
 def window(ticks: int, baseline: int, iterations: int = 100) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.config import QemuConfig
-from orchestrator.qemu import FATAL, qemu_command
+from orchestrator.targets.qemu import FATAL, memory_mb, qemu_command
 
 
 def test_command_carries_cpu_console_and_no_reboot() -> None:
@@ -33,3 +33,7 @@ def test_fatal_console_patterns() -> None:
                  b"BUG: scheduling while atomic"):
         assert FATAL.search(b"[    1.0] " + line + b"\r\n"), line
     assert not FATAL.search(b"kvm [1]: hypervisor extension available\r\n")
+
+
+def test_memory_sizes_in_mib() -> None:
+    assert [memory_mb(m) for m in ("512M", "512", "2G", "1.5G")] == [512, 512, 2048, 1536]

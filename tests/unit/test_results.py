@@ -1,4 +1,5 @@
-"""Run records: written as they arrive, JUnit, exit codes, summary."""
+"""Run records (schema v1): each case on disk as it arrives, results.json
+valid against the shipped JSON Schema, JUnit, exit codes, the summary table."""
 
 from __future__ import annotations
 
@@ -6,24 +7,69 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from orchestrator import results
+import jsonschema
+import pytest
+
+from orchestrator import report, results
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
-from orchestrator.results import ERROR, FAIL, PASS, Case, RunRecord
+from orchestrator.results import (
+    ERROR,
+    FAIL,
+    KNOWN_DEVIATION,
+    PASS,
+    Case,
+    Measurement,
+    RunRecord,
+)
+
+SCHEMA = json.loads(results.SCHEMA_PATH.read_text())
 
 
-def case(verdict: str, kernel: str = "k1", scenario: str = "kvm-host", name: str = "a") -> Case:
-    return Case(id=f"{scenario}/{name}", kernel=kernel, scenario=scenario, verdict=verdict,
-                reason="" if verdict == PASS else "broken")
+def case(verdict: str, kernel: str = "k1", suite: str = "kvm-host", name: str = "a") -> Case:
+    bad = verdict in (FAIL, ERROR)
+    return Case(id=f"{suite}/{name}", suite=suite, kernel=kernel, verdict=verdict,
+                reason="broken" if bad else "", outcome={"kind": "x"},
+                rule="some-rule" if verdict != PASS else None,
+                rerun="orchestrator run --only x" if bad else "")
 
 
 def test_each_case_is_on_disk_as_soon_as_it_is_added(tmp_path: Path) -> None:
     record = RunRecord(tmp_path, "run1")
     record.add(case(PASS))
-    on_disk = json.loads((tmp_path / "run1" / "results.json").read_text())
-    assert [c["verdict"] for c in on_disk["cases"]] == [PASS]
     record.add(case(FAIL, name="b"))
-    on_disk = json.loads((tmp_path / "run1" / "results.json").read_text())
-    assert [c["id"] for c in on_disk["cases"]] == ["kvm-host/a", "kvm-host/b"]
+    assert not (record.dir / "results.json").exists()  # written per suite and at the end
+    assert [c.id for c in results.load_cases(record.dir)] == ["kvm-host/a", "kvm-host/b"]
+    record.flush()
+    assert [c.id for c in results.load_cases(record.dir)] == ["kvm-host/a", "kvm-host/b"]
+    assert not list(record.dir.glob("*.partial"))
+
+
+def test_results_json_follows_the_schema_and_round_trips(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path, "run1")
+    measured = Case(id="latency/x", suite="latency", kernel="k1", verdict=PASS,
+                    outcome={"kind": "figure"},
+                    measurement=Measurement(908.0, "instructions", "exact", [[908.0, 946.0]]))
+    for c in (case(PASS), case(KNOWN_DEVIATION, name="d"), case(ERROR, name="e"), measured):
+        record.add(c)
+    record.flush()
+    data = json.loads((record.dir / "results.json").read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["schema_version"] == 1
+    assert results.load_cases(record.dir)[-1] == measured
+
+
+@pytest.mark.parametrize("broken", [
+    {"verdict": "passed"},
+    {"verdict": "known-deviation", "rule": None},
+    {"verdict": "fail", "rerun": ""},
+    {"outcome": {}},
+    {"measurement": {"value": 1, "unit": "ns", "method": "guess", "samples": []}},
+])
+def test_schema_rejects_malformed_cases(broken: dict) -> None:
+    data = {"schema_version": 1, "run_id": "r",
+            "cases": [{**case(FAIL).to_json(), **broken}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
 
 
 def test_run_ids_never_overwrite(tmp_path: Path) -> None:
@@ -40,17 +86,21 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert record.exit_code() == EXIT_INFRA
 
 
-def test_junit_marks_failures_and_errors() -> None:
+def test_junit_marks_failures_errors_and_deviations() -> None:
     tree = ET.fromstring(results.junit_xml([case(PASS), case(FAIL, name="b"),
-                                            case(ERROR, "k2", "boot", "boot")]))
+                                            case(ERROR, "k2", "counters", "c"),
+                                            case(KNOWN_DEVIATION, name="d")]))
     suites = {s.get("name"): s for s in tree.iter("testsuite")}
     assert suites["k1.kvm-host"].get("failures") == "1"
-    assert suites["k2.boot"].get("errors") == "1"
+    assert suites["k1.kvm-host"].get("skipped") == "1"
+    assert suites["k2.counters"].get("errors") == "1"
     assert tree.find(".//testcase[@name='kvm-host/b']/failure").get("message") == "broken"
+    skipped = tree.find(".//testcase[@name='kvm-host/d']/skipped").get("message")
+    assert skipped.startswith("known deviation some-rule")
 
 
-def test_summary_counts_per_kernel_and_scenario() -> None:
-    table = results.summary_table([case(PASS), case(FAIL, name="b"), case(PASS, "k2")])
+def test_summary_counts_per_kernel_and_suite() -> None:
+    table = report.summary_table([case(PASS), case(FAIL, name="b"), case(PASS, "k2")])
     lines = table.splitlines()
     assert lines[0].split() == ["kernel", "kvm-host"]
     assert "1/2 pass, 1 fail" in lines[2]

@@ -1,26 +1,30 @@
-"""Boot a host kernel under QEMU and talk to it over the serial console.
+"""The QEMU target: a host kernel booted under QEMU, driven over its serial console.
 
 Every byte of the console goes to a log file, one per boot. Readiness is
 the /init's "RIG-READY" marker; a kernel panic, an Oops or a BUG seen at
 any time, QEMU exiting, or a timeout (boot or command) is an
 infrastructure error carrying the console's tail. QEMU is killed when the
-HostVM is closed, whatever happened, Ctrl-C included.
+target is closed, whatever happened, Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
+import shlex
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pexpect
 
+from orchestrator.budget import Budget
 from orchestrator.config import QemuConfig
 from orchestrator.errors import InfraError
+from orchestrator.targets import Capabilities, CommandResult
 
 READY = re.compile(rb"RIG-READY[^\r\n]*\r*\n")
 # What the kernel prints when it is no longer trustworthy.
@@ -34,15 +38,9 @@ FATAL = re.compile(
 CONSOLE_TAIL_LINES = 30
 # The tty's canonical-mode line limit is 4096 bytes including the newline.
 MAX_COMMAND_LINE = 4000
+# Raw bytes per put() command: twice base64-encoded, it stays under MAX_COMMAND_LINE.
+PUT_CHUNK = 2048
 KERNEL_ARGS = "console=ttyS0 earlycon=sbi panic=-1"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: str
-    status: int
-    output: str
-    seconds: float
 
 
 def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
@@ -67,23 +65,41 @@ def console_tail(log: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-class HostVM:
-    """One boot of a host kernel; use as a context manager."""
+class QemuTarget:
+    """A host kernel under QEMU (the Target protocol); as a context manager, stops on exit.
 
-    def __init__(self, qemu: QemuConfig, image: Path, initramfs: Path, console_log: Path,
-                 label: str, extra_append: str = "") -> None:
+    Each boot (the first, and one per reboot()) logs to its own console file
+    in log_dir: boot.console.log, boot-2.console.log, ...
+    """
+
+    def __init__(self, qemu: QemuConfig, image: Path, initramfs: Path, log_dir: Path,
+                 label: str, budget: Budget, boot_name: str = "boot",
+                 extra_append: str = "") -> None:
         self.qemu = qemu
         self.label = label
-        self.console_log = console_log
-        self.pidfile = console_log.with_suffix(".pid")
-        self.command = qemu_command(qemu, image, initramfs, self.pidfile, extra_append)
+        self.budget = budget
+        self.capabilities = Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
+                                         memory_mb=memory_mb(qemu.memory), can_reboot=True)
+        self._log_dir = log_dir
+        self._boot_name = boot_name
+        self._boots = 0
+        self._image, self._initramfs, self._extra_append = image, initramfs, extra_append
         self.boot_seconds: float | None = None
         self.ready_line = ""
         self._child: pexpect.spawn | None = None
-        self._log_file = None
+        self._log_file: BinaryIO | None = None
         self._next_id = 1
+        self.console_log = log_dir / f"{boot_name}.console.log"
 
-    def __enter__(self) -> HostVM:
+    @property
+    def running(self) -> bool:
+        return self._child is not None
+
+    def command_line(self) -> list[str]:
+        return qemu_command(self.qemu, self._image, self._initramfs,
+                            self.console_log.with_suffix(".pid"), self._extra_append)
+
+    def __enter__(self) -> QemuTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,42 +125,78 @@ class HostVM:
 
     def boot(self) -> float:
         """Start QEMU and wait for the ready marker; return seconds to ready."""
+        self._boots += 1
+        suffix = "" if self._boots == 1 else f"-{self._boots}"
+        self.console_log = self._log_dir / f"{self._boot_name}{suffix}.console.log"
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        command = self.command_line()
         self._log_file = self.console_log.open("wb")
-        self._log_file.write(("$ " + " ".join(self.command) + "\n").encode())
+        self._log_file.write(("$ " + " ".join(command) + "\n").encode())
         started = time.monotonic()
         try:
-            self._child = pexpect.spawn(self.command[0], self.command[1:], echo=False,
+            self._child = pexpect.spawn(command[0], command[1:], echo=False,
                                         timeout=None, maxread=65536)
         except pexpect.ExceptionPexpect as exc:
-            raise self._fail(f"cannot start {self.command[0]}: {exc}") from None
+            raise self._fail(f"cannot start {command[0]}: {exc}") from None
         self._child.logfile_read = self._log_file
-        self._expect(READY, self.qemu.boot_timeout, "the host to become ready")
+        self._expect(READY, self.budget.limit("boot"), "the host to become ready")
         self.boot_seconds = round(time.monotonic() - started, 2)
         self.ready_line = self._child.after.decode(errors="replace").strip()
         return self.boot_seconds
 
-    def run(self, script: str, timeout: float | None = None) -> CommandResult:
+    def reboot(self) -> float:
+        self.close()
+        self._next_id = 1
+        return self.boot()
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
         """Run a shell script in the host; return its status and output."""
-        assert self._child is not None, "boot() first"
+        if self._child is None:
+            raise InfraError(f"{self.label}: the host is not running")
         command_id = self._next_id
         self._next_id += 1
-        line = f"{command_id} {base64.b64encode(script.encode()).decode()}"
+        line = f"{command_id} {base64.b64encode(command.encode()).decode()}"
         if len(line) > MAX_COMMAND_LINE:
             raise InfraError(f"{self.label}: command too long for the console"
                              f" ({len(line)} > {MAX_COMMAND_LINE} bytes encoded)")
         if self._log_file:  # the log shows each command before its output
-            self._log_file.write(f"\n$ {script}\n".encode())
+            self._log_file.write(f"\n$ {command}\n".encode())
         started = time.monotonic()
         self._child.sendline(line)
-        limit = timeout or self.qemu.command_timeout
+        limit = self.budget.limit("command", timeout)
         end = re.compile(rb"RIG-END %d (\d+)" % command_id)
-        self._expect(end, limit, f"command {script!r} to finish")
+        self._expect(end, limit, f"command {command!r} to finish")
         status = int(self._child.match.group(1))
         text = self._child.before.decode(errors="replace").replace("\r", "")
         begin = f"RIG-BEGIN {command_id}\n"
         output = text.split(begin, 1)[1] if begin in text else text
-        return CommandResult(script, status, output, round(time.monotonic() - started, 3))
+        return CommandResult(command, status, output, round(time.monotonic() - started, 3))
+
+    def put(self, local: Path, remote: str) -> None:
+        """Through the console: base64 chunks appended to the file, then checked."""
+        data = local.read_bytes()
+        quoted = shlex.quote(remote)
+        self._checked(f": > {quoted}")
+        for offset in range(0, len(data), PUT_CHUNK):
+            chunk = base64.b64encode(data[offset:offset + PUT_CHUNK]).decode()
+            self._checked(f"echo {chunk} | base64 -d >> {quoted}")
+        mode = local.stat().st_mode & 0o7777
+        self._checked(f"chmod {mode:o} {quoted}")
+        digest = self._checked(f"sha256sum {quoted}").output.split()[0]
+        if digest != hashlib.sha256(data).hexdigest():
+            raise InfraError(f"{self.label}: {remote} arrived corrupted (sha256 {digest})")
+
+    def get(self, remote: str, local: Path) -> None:
+        encoded = self._checked(f"base64 {shlex.quote(remote)}").output
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(base64.b64decode("".join(encoded.split())))
+
+    def _checked(self, command: str) -> CommandResult:
+        result = self.run(command)
+        if result.status != 0:
+            raise InfraError(f"{self.label}: '{command[:80]}' exited {result.status}",
+                             details=result.output[-2000:])
+        return result
 
     def interact(self) -> None:
         """Hand the console to the user's terminal until QEMU exits or Ctrl-]."""
@@ -163,21 +215,31 @@ class HostVM:
                 self._child.terminate(force=True)
             self._child.close(force=True)
             self._child = None
-        self._kill_pidfile()
+        _kill_pidfile(self.console_log.with_suffix(".pid"))
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
 
-    def _kill_pidfile(self) -> None:
-        """QEMU is our direct child, but check its pidfile too: never leave one behind."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"qemu" in cmdline:
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
-        self.pidfile.unlink(missing_ok=True)
+
+def memory_mb(memory: str) -> int:
+    """QEMU's -m size (e.g. 512M, 2G, or plain MiB) in MiB."""
+    units = {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
+    number, unit = memory[:-1], memory[-1].upper()
+    if unit.isdigit():
+        number, unit = memory, ""
+    return int(float(number) * units[unit])
+
+
+def _kill_pidfile(pidfile: Path) -> None:
+    """QEMU is our direct child, but check its pidfile too: never leave one behind."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"qemu" in cmdline:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        pass
+    pidfile.unlink(missing_ok=True)

@@ -1,1 +1,0 @@
-"""Scenarios: what the rig checks inside a booted host, one module each."""

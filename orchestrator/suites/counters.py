@@ -1,0 +1,88 @@
+"""counters: KVM guests read cycle, time, instret and hpmcounter3 from VS and
+VU mode under each guest SCOUNTEREN value, with and without the counters
+configured through the SBI PMU; each read is judged by orchestrator.expect
+(docs/counter-access.md).
+
+Case ids: counters/<pmu|no-pmu>/<VS|VU>/<counter>/scounteren=<hex>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+
+from orchestrator import expect, guest
+from orchestrator.results import FAIL, Case
+from orchestrator.suites import Fail, Suite, SuiteConfig
+from orchestrator.targets import Target
+
+PAYLOAD = "counters.bin"
+_ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
+SCOUNTEREN_MAX = 0xFFFFFFFF  # a 32-bit CSR
+MAX_VALUES = 16  # the VMM's parameter block holds this many
+
+
+@dataclasses.dataclass(frozen=True)
+class CountersConfig(SuiteConfig):
+    # guest SCOUNTEREN values written before the reads
+    scounteren: tuple[int, ...] = (0x0, 0x1, 0x2, 0x4, 0x7, 0xFFFFFFFF)
+    # busy-loop iterations between a counter's two reads
+    delay: int = 1000
+
+
+class Counters(Suite):
+    name = "counters"
+    Config = CountersConfig
+    order = 20
+    cfg: CountersConfig
+
+    @classmethod
+    def validate(cls, cfg: CountersConfig, fail: Fail) -> None:
+        for i, value in enumerate(cfg.scounteren):
+            if not 0 <= value <= SCOUNTEREN_MAX:
+                fail(f"scounteren[{i}]", value, f"a 32-bit value, 0 to {SCOUNTEREN_MAX:#x}")
+        if len(set(cfg.scounteren)) > MAX_VALUES:
+            fail("scounteren", list(cfg.scounteren), f"at most {MAX_VALUES} distinct values")
+        if not 1 <= cfg.delay <= 10**9:
+            fail("delay", cfg.delay, "an integer from 1 to 1000000000")
+
+    @staticmethod
+    def case_id(pmu: bool, mode: str, counter: str, scounteren: int) -> str:
+        return f"counters/{'pmu' if pmu else 'no-pmu'}/{mode}/{counter}/scounteren={scounteren:#x}"
+
+    def plan(self) -> list[str]:
+        return [self.case_id(pmu, mode, counter, value)
+                for pmu in (False, True) for value in dict.fromkeys(self.cfg.scounteren)
+                for mode in expect.MODES for counter in expect.COUNTER_CSRS]
+
+    def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        for pmu in (False, True):
+            wanted = [i for i in ids if _ID.match(i) and (_ID.match(i).group(1) == "pmu") == pmu]
+            if wanted:
+                yield from self._run_vmm(target, pmu, wanted)
+
+    def _run_vmm(self, target: Target, pmu: bool, ids: list[str]) -> Iterator[Case]:
+        values = list(dict.fromkeys(int(_ID.match(i).group(4), 16) for i in ids))
+        flags = (f"--scounteren {','.join(f'{v:#x}' for v in values)} --delay {self.cfg.delay}"
+                 + (" --pmu" if pmu else ""))
+        result = target.run(guest.vmm_command(PAYLOAD, flags))
+        reported = set()
+        for record in guest.parse_records(result.output):
+            if record.get("kind") != "counter":
+                continue
+            cid = self.case_id(pmu, record["mode"], record["counter"],
+                               int(record["scounteren_written"], 16))
+            if cid not in ids or cid in reported:
+                continue
+            reported.add(cid)
+            judged = expect.judge(record)
+            # a failure leads with the rule it broke (a deviation's reason already does)
+            reason = f"{judged.rule}: {judged.reason}" if judged.verdict == FAIL else judged.reason
+            yield self.case(cid, judged.verdict, reason=reason, rule=judged.rule,
+                            outcome=expect.outcome_of(record), expected=judged.expected,
+                            details={"observed": judged.observed, "record": record})
+        missing = [i for i in ids if i not in reported]
+        if missing:
+            yield from self.errors(missing, f"'{result.command}' exited {result.status}"
+                                            " before reporting this read", result.output[-2000:])

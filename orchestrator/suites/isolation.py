@@ -1,0 +1,142 @@
+"""isolation: host and guest SCOUNTEREN stay apart across world switches.
+
+For each host kernel.perf_user_access value, the guest holds the complement
+of the host's user-mode counter policy while it causes thousands of exits
+(SBI calls KVM handles itself, exits to the VMM, timer interrupts). After
+every KVM_RUN the VMM reads cycle, time and instret under a SIGILL handler:
+it must see exactly what the host policy allows. The guest re-reads its own
+SCOUNTEREN throughout and must always find its value. The vCPU thread is
+pinned to one host CPU, or (`migrate`) moved to the next CPU before every
+KVM_RUN. See docs/counter-access.md.
+
+Case ids: isolation/perf_user_access=<n>/<pinned|migrating>/<host-policy|guest-value>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+
+from orchestrator import guest
+from orchestrator.results import FAIL, PASS, Case
+from orchestrator.suites import Fail, Suite, SuiteConfig
+from orchestrator.targets import Needs, Target
+
+PAYLOAD = "isolation.bin"
+COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2
+CHECKS = ("host-policy", "guest-value")
+PERF_USER_ACCESS = (0, 1, 2)  # Documentation/admin-guide/sysctl/kernel.rst (riscv)
+_ID = re.compile(r"isolation/perf_user_access=(\d)/(pinned|migrating)/(host-policy|guest-value)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class IsolationConfig(SuiteConfig):
+    # host kernel.perf_user_access values to run under (0, 1: time only; 2: legacy)
+    perf_user_access: tuple[int, ...] = PERF_USER_ACCESS
+    # KVM exits the guest causes (a third each: in-kernel SBI, user exit, timer)
+    exits: int = 3000
+    # also move the vCPU thread between host CPUs before every KVM_RUN
+    migrate: bool = False
+
+
+def host_policy(perf_user_access: int) -> int:
+    """The host's user-mode SCOUNTEREN for a perf_user_access value
+    (drivers/perf/riscv_pmu_sbi.c: legacy (2) allows all three, else time only)."""
+    return 0x7 if perf_user_access == 2 else 0x2
+
+
+def guest_value(perf_user_access: int) -> int:
+    """The complement of the host policy, so that a leak either way shows."""
+    return ~host_policy(perf_user_access) & 0x7
+
+
+def judge_host_policy(summary: dict, policy: int) -> tuple[str, dict, str]:
+    """(verdict, outcome, reason) for the VMM's probes of the host's counters.
+
+    The outcome names behaviour (readable, SIGILL, mixed), not probe counts,
+    which follow the number of KVM_RUN returns.
+    """
+    outcome: dict[str, str] = {"kind": "host-counters"}
+    broken = []
+    for bit, counter in enumerate(COUNTERS):
+        counts = summary["host_probe"][counter]
+        allowed = bool(policy >> bit & 1)
+        outcome[counter] = ("readable" if not counts["sigill"] else
+                            "sigill" if not counts["ok"] else "mixed")
+        wrong = counts["sigill"] if allowed else counts["ok"]
+        if wrong:
+            should = "readable" if allowed else "SIGILL"
+            broken.append(f"{counter} should be {should} in host user space (policy"
+                          f" {policy:#x}) but was not on {wrong} of"
+                          f" {counts['ok'] + counts['sigill']} probes after KVM_RUN")
+    return (FAIL if broken else PASS), outcome, "; ".join(broken)
+
+
+def judge_guest_value(summary: dict) -> tuple[str, dict, str]:
+    written, final = summary["scounteren_written"], summary["scounteren_final"]
+    kept = not summary["guest_mismatches"] and final == written
+    outcome = {"kind": "guest-scounteren", "kept": kept}
+    if kept:
+        return PASS, outcome, ""
+    return FAIL, outcome, (f"the guest lost its SCOUNTEREN across exits: wrote {written},"
+                           f" re-read {summary.get('first_mismatch') or final}"
+                           f" ({summary['guest_mismatches']} mismatching re-reads)")
+
+
+class Isolation(Suite):
+    name = "isolation"
+    Config = IsolationConfig
+    order = 30
+    cfg: IsolationConfig
+
+    @classmethod
+    def validate(cls, cfg: IsolationConfig, fail: Fail) -> None:
+        for i, value in enumerate(cfg.perf_user_access):
+            if value not in PERF_USER_ACCESS:
+                fail(f"perf_user_access[{i}]", value, "0, 1 or 2")
+        if not 3 <= cfg.exits <= 10**7:
+            fail("exits", cfg.exits, "an integer from 3 to 10000000")
+
+    def needs(self) -> Needs:
+        return Needs(min_cpus=2 if self.cfg.migrate else 1)
+
+    def _placements(self) -> tuple[str, ...]:
+        return ("pinned", "migrating") if self.cfg.migrate else ("pinned",)
+
+    def plan(self) -> list[str]:
+        return [f"{self.name}/perf_user_access={access}/{placement}/{check}"
+                for access in dict.fromkeys(self.cfg.perf_user_access)
+                for placement in self._placements() for check in CHECKS]
+
+    def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        variants = dict.fromkeys((int(m.group(1)), m.group(2))
+                                 for m in map(_ID.match, ids) if m)
+        for access, placement in variants:
+            prefix = f"{self.name}/perf_user_access={access}/{placement}"
+            yield from self._run_variant(target, access, placement,
+                                         [i for i in ids if i.startswith(prefix + "/")])
+
+    def _run_variant(self, target: Target, access: int, placement: str,
+                     ids: list[str]) -> Iterator[Case]:
+        policy, value = host_policy(access), guest_value(access)
+        flags = (f"--isolation --scounteren {value:#x} --exits {self.cfg.exits}"
+                 + (" --migrate" if placement == "migrating" else ""))
+        result = target.run(f"echo {access} > /proc/sys/kernel/perf_user_access && "
+                            + guest.vmm_command(PAYLOAD, flags))
+        summaries = [r for r in guest.parse_records(result.output) if r.get("kind") == "isolation"]
+        if result.status != 0 or not summaries:
+            yield from self.errors(ids, f"'{result.command}' exited {result.status}"
+                                        " without an isolation summary", result.output[-2000:])
+            return
+        summary = summaries[-1]
+        checks = {
+            "host-policy": (judge_host_policy(summary, policy),
+                            f"host user space reads only what policy {policy:#x} allows"),
+            "guest-value": (judge_guest_value(summary), f"the guest keeps SCOUNTEREN {value:#x}"),
+        }
+        for cid in ids:
+            (verdict, outcome, reason), expected = checks[cid.rsplit("/", 1)[1]]
+            yield self.case(cid, verdict, outcome=outcome, expected=expected, reason=reason,
+                            rule=cid.rsplit("/", 1)[1] if verdict == FAIL else None,
+                            duration=result.seconds, details={"summary": summary})
