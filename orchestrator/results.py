@@ -30,7 +30,6 @@ PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
 # KVM's documented behaviour where it departs from the spec: reported with
 # the rule it breaks, never counted as a pass.
 KNOWN_DEVIATION = "known-deviation"
-VERDICTS = (PASS, KNOWN_DEVIATION, SKIP, FAIL, ERROR)
 # The pseudo-suite of cases that behave differently than on the baseline kernel.
 DIFFERS = "differs"
 

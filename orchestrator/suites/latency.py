@@ -77,6 +77,10 @@ class Latency(Suite):
         for key, top in (("iterations", 10**6), ("windows", MAX_WINDOWS), ("boots", 100)):
             if not 1 <= getattr(cfg, key) <= top:
                 fail(key, getattr(cfg, key), f"an integer from 1 to {top}")
+        if cfg.mode == "icount" and cfg.iterations % INSTRUCTIONS_PER_TICK:
+            # a tick is 100 instructions: other loop lengths give fractional figures
+            fail("iterations", cfg.iterations,
+                 f"a multiple of {INSTRUCTIONS_PER_TICK} in icount mode")
         if cfg.mode == "wallclock":
             if cfg.boots < WALLCLOCK_MIN_BOOTS:
                 fail("boots", cfg.boots, f">= {WALLCLOCK_MIN_BOOTS} in wallclock mode")

@@ -85,6 +85,7 @@ class QemuTarget:
         self._boots = 0
         self._image, self._initramfs, self._extra_append = image, initramfs, extra_append
         self.boot_seconds: float | None = None
+        self.boot_history: list[float] = []  # seconds to ready, per boot
         self.ready_line = ""
         self._child: pexpect.spawn | None = None
         self._log_file: BinaryIO | None = None
@@ -141,6 +142,7 @@ class QemuTarget:
         self._child.logfile_read = self._log_file
         self._expect(READY, self.budget.limit("boot"), "the host to become ready")
         self.boot_seconds = round(time.monotonic() - started, 2)
+        self.boot_history.append(self.boot_seconds)
         self.ready_line = self._child.after.decode(errors="replace").strip()
         return self.boot_seconds
 

@@ -125,5 +125,6 @@ def test_bench_script_reports_figures(built_kernels: dict, tmp_path: Path) -> No
     figures = json.loads(Path(result.stdout.split("figures: ")[1].strip()).read_text())
     kernel = figures["warm"]["kernels"]["b922307a"]
     assert kernel["cached"] is True and kernel["build_seconds"] > 0
-    assert len(kernel["boot_seconds"]) == 1 + 3  # the scenarios' boot and 3 latency boots
+    assert len(kernel["boot_seconds"]) == 1 + 3  # kvm-host's boot and 3 latency boots
+    assert set(kernel["suite_seconds"]) == {"kvm-host", "latency"}
     assert figures["warm"]["boots"] == 4 and figures["warm"]["wall_seconds"] > 0
