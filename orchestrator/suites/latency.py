@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 
 from orchestrator import guest, stats
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, tail
 from orchestrator.results import ERROR, PASS, Case, Measurement
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Needs, Target
@@ -121,7 +121,7 @@ class Latency(Suite):
         if result.status != 0 or short:
             raise InfraError(f"{target.label}: '{command}' exited {result.status}"
                              + (f" with windows missing for {', '.join(short)}" if short else ""),
-                             details=result.output[-2000:])
+                             details=tail(result.output))
         return {test: window_figures(found) for test, found in windows.items()}
 
     def _judge(self, test: str, boots: stats.Boots) -> Case:
