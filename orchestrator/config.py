@@ -29,6 +29,7 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_ALIASES = 64
 MAX_SMP = 512  # QEMU virt's hart limit
 MEMORY_MB = (128, 64 * 1024)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([MGTmgt]?)$")
 # rig.yaml, images/ and guest-tests/: shipped inside the package when installed
 # (setup.py copies them to orchestrator/_data), beside it in a clone.
@@ -154,6 +155,7 @@ class _Reader:
         self.base = path.parent
 
     def fail(self, where: str, value: Any, expected: str) -> typing.NoReturn:
+        where = _CONTROL.sub(lambda m: repr(m.group())[1:-1], where)  # keys are user text
         shown = repr(value)
         if len(shown) > 80:
             shown = shown[:60] + f"... ({len(shown)} characters)"
@@ -165,8 +167,10 @@ class _Reader:
         allowed = list(allowed)
         for key in value:
             if key not in allowed:
+                shown = key if isinstance(key, str) and _NAME.match(key) else repr(key)[:40]
+                shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], shown)
                 raise BadInput(
-                    f"{self.path}: {where}.{key}: unknown key"
+                    f"{self.path}: {where}.{shown}: unknown key"
                     f" (expected one of: {', '.join(allowed)})"
                 )
         return value
