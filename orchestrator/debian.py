@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from orchestrator import cachefile
 from orchestrator.errors import InfraError
 from orchestrator.progress import Progress, run_logged
 
@@ -88,6 +89,8 @@ def fetch(cache_dir: Path, package: str, arch: str = "riscv64",
         deb = apt.root / "debs" / Path(known["deb"]).name  # a name; older records: a path
         if deb.is_file() and _sha256(deb) == known["sha256"]:
             return deb
+        if deb.is_file():
+            cachefile.damaged(f"{package}:{arch}", deb)
 
     mirror = debian_mirror()
     log = apt.root / "apt.log"
