@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -34,10 +33,10 @@ from orchestrator import (
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
+from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, BadInput, RigError
 from orchestrator.targets.qemu import QemuTarget, console_tail
 
-EXIT_INTERRUPTED = 130
 CONSOLE_CONTEXT_LINES = 40
 
 
@@ -307,11 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    # Unwind like Ctrl-C, so every target is closed and QEMU killed.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     # What follows '--' is the host command of `boot`, never an option of ours.
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -321,8 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     if command and args.subcommand != "boot":
         parser.error(f"'{args.subcommand}' takes no command after '--'")
     args.command = command
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
     try:
         return args.func(args)
     except RigError as exc:

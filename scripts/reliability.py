@@ -204,9 +204,13 @@ def corrupted_cache(lab: Lab, rng: random.Random) -> list[Finding]:
     sys.path.insert(0, str(REPO))
     from orchestrator import config as rig_config
 
-    cache = rig_config.load(lab.config("cache-probe")).cache_dir
+    probe = lab.config("cache-probe")
+    cache = rig_config.load(probe).cache_dir
+    built = subprocess.run([sys.executable, "-m", "orchestrator", "-c", str(probe), "build",
+                            "--json", KERNEL], cwd=REPO, capture_output=True, text=True)
+    image = Path(json.loads(built.stdout)[0]["image"])
     kinds: dict[str, Callable[[], list[Path]]] = {
-        "kernel Image": lambda: sorted(cache.glob(f"kernels/{KERNEL}-*/Image")),
+        "kernel Image": lambda: [image],
         "initramfs": lambda: sorted(cache.glob("initramfs/host-*.cpio")),
         "busybox": lambda: sorted(p for p in cache.glob("initramfs/busybox-*")
                                   if p.suffix != ".sha256"),
@@ -227,7 +231,8 @@ def corrupted_cache(lab: Lab, rng: random.Random) -> list[Finding]:
         warned = "[cache]" in err
         findings.append(Finding(f"corrupted {kind} ({len(found)} file(s))",
                                 f"exit {code}; " + ("warned and rebuilt" if warned
-                                                    else "rebuilt without a warning"),
+                                                    else "rebuilt without a warning")
+                                + ("" if code == 0 else f": {err.strip()[-300:]}"),
                                 "", healed and warned))
     return findings
 
@@ -235,7 +240,7 @@ def corrupted_cache(lab: Lab, rng: random.Random) -> list[Finding]:
 def full_disk(lab: Lab, rng: random.Random) -> list[Finding]:
     mount = lab.root / "full"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         return [Finding("a full disk under results/", "not run: cannot mount a small tmpfs"
@@ -252,7 +257,7 @@ def full_disk(lab: Lab, rng: random.Random) -> list[Finding]:
             lost.append(f"{torn} torn lines")
         if leftovers:
             lost.append(f"left behind: {[p.name for p in leftovers]}")
-        return [Finding("a full disk under results/ (192 KiB tmpfs)",
+        return [Finding("a full disk under results/ (96 KiB tmpfs)",
                         f"exit {code}: '{lines[-1] if lines else ''}'; {len(cases)} case(s)"
                         " readable", "; ".join(lost),
                         code == 3 and bool(cases) and not lost
