@@ -130,6 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     compared = record.dir / "compare.json"
     if compared.is_file():
         print("\n".join(report.headline(json.loads(compared.read_text()))))
+    peak = record.manifest["peak_rss_mib"]
+    print(f"peak memory: orchestrator {peak['orchestrator']:.0f} MiB,"
+          f" largest child process (QEMU) {peak['qemu']:.0f} MiB")
     for case in record.cases:
         if case.rerun:
             print(f"{case.verdict}: {case.kernel} {case.id}: {case.reason}\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,7 @@ class RunRecord:
         self.run_id = self.dir.name
         self.cases: list[Case] = []
         self.manifest: dict[str, Any] = {}
+        self._lock = threading.Lock()  # kernels run side by side
 
     def console_log(self, kernel: str, boot: str = "boot") -> Path:
         return self.dir / kernel / f"{boot}.console.log"
@@ -113,20 +115,39 @@ class RunRecord:
             return str(path)
 
     def add(self, case: Case) -> None:
-        self.cases.append(case)
-        with (self.dir / "results.jsonl").open("a") as sink:
-            sink.write(json.dumps(case.to_json()) + "\n")
+        line = json.dumps(case.to_json()) + "\n"
+        with self._lock, (self.dir / "results.jsonl").open("a") as sink:
+            self.cases.append(case)
+            sink.write(line)
             sink.flush()
             os.fsync(sink.fileno())
 
     def set_manifest(self, **items: Any) -> None:
-        self.manifest.update(items)
-        _write_atomic(self.dir / "manifest.json", json.dumps(self.manifest, indent=2) + "\n")
+        with self._lock:
+            self.manifest.update(items)
+            text = json.dumps(self.manifest, indent=2) + "\n"
+            _write_atomic(self.dir / "manifest.json", text)
+
+    def order(self, kernels: list[str]) -> None:
+        """Cases by kernel in the run's order (kernels finish in any order side by
+        side; the first is the baseline of every comparison), then by suite order."""
+        rank = {name: i for i, name in enumerate(kernels)}
+        with self._lock:
+            self.cases.sort(key=lambda c: (c.suite == DIFFERS, rank.get(c.kernel, len(rank))))
+
+    def set_target(self, kernel: str, target: str, **items: Any) -> None:
+        """What manifest.json says of one of a kernel's targets (a boot configuration)."""
+        with self._lock:
+            self.manifest["kernels"][kernel]["targets"].setdefault(target, {}).update(items)
+            text = json.dumps(self.manifest, indent=2) + "\n"
+            _write_atomic(self.dir / "manifest.json", text)
 
     def flush(self) -> None:
         """results.json and junit.xml from every case so far."""
-        _write_atomic(self.dir / "results.json", results_json(self.run_id, self.cases))
-        _write_atomic(self.dir / "junit.xml", junit_xml(self.cases))
+        with self._lock:
+            cases = list(self.cases)
+            _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))
+            _write_atomic(self.dir / "junit.xml", junit_xml(cases))
 
     def exit_code(self) -> int:
         return exit_code(self.cases)

@@ -1,22 +1,30 @@
-"""`orchestrator run`: the plan executed, kernel by kernel.
+"""`orchestrator run`: the plan executed.
 
-Per kernel: build (cached), read the world-switch CSRs out of vmlinux, then
-the suites, grouped by what they need from their target: suites with equal
-needs share one boot. Any infrastructure error stays local: the cases it
-prevented become `error` cases carrying its cause, and the run goes on
-with the next suite or kernel. After all kernels, each case is compared
-with the same case on the run's first kernel: a different behaviour is a
-failure of its own (suite `differs`).
+First every kernel is built (cached) and its world-switch CSRs read out of
+vmlinux, one after the other (builds share a tree and all cores). Then the
+kernels' suites run side by side, one kernel per core: suites whose needs
+give the same machine share a boot. Suites that measure wall-clock time
+(`Needs.exclusive`) run last, alone on the machine. Any infrastructure
+error stays local: the cases it prevented become `error` cases carrying its
+cause, and the run goes on with the next suite or kernel. After all
+kernels, each case is compared with the same case on the run's first
+kernel: a different behaviour is a failure of its own (suite `differs`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
+import os
+import resource
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import __version__, compare, disasm, guest, kernel, report
@@ -62,10 +70,14 @@ class KernelRun:
     """One kernel's part of a run: its suites on targets, its cases on disk."""
 
     def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, spec: KernelSpec,
-                 budget: Budget) -> None:
+                 budget: Budget, live: LiveTargets) -> None:
         self.rig, self.plan, self.record, self.spec, self.budget = rig, plan, record, spec, budget
+        self.live = live
+        self.built: tuple[kernel.BuiltKernel, Path] | None = None
 
     def add(self, case: Case, log: Path | None = None) -> None:
+        if self.live.stopping:  # interrupted: what breaks now is not the kernel's doing
+            return
         case.kernel = self.spec.name
         case.log = case.log or (self.record.relative(log) if log else "")
         if case.verdict in (FAIL, ERROR):
@@ -77,7 +89,8 @@ class KernelRun:
             for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
                 self.add(case)
 
-    def run(self) -> None:
+    def build(self) -> None:
+        """Build the kernel (or find it cached); a failure becomes error cases."""
         name = self.spec.name
         try:
             built = kernel.build(self.rig, self.spec, timeout=self.budget.limit("build"))
@@ -87,25 +100,36 @@ class KernelRun:
             print(f"[{name}] {exc.message}", file=sys.stderr)
             self.fail_all(list(self.plan.suites), exc)
             return
-        entry = {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}
-        self.record.manifest["kernels"][name] = entry
-        # Suites whose needs give the same machine share a boot.
-        groups = itertools.groupby(self.plan.suites,
-                                   key=lambda s: qemu_for(s.needs(), self.rig.qemu))
-        for index, (qemu, members) in enumerate(groups):
-            suites = list(members)
+        self.built = built, initramfs
+        self.record.set_manifest(kernels={
+            **self.record.manifest["kernels"],
+            name: {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}})
+
+    def groups(self, exclusive: bool) -> list[tuple[int, QemuConfig, list[Suite]]]:
+        """(index, machine, suites): suites whose needs give the same machine share a boot."""
+        grouped = itertools.groupby(self.plan.suites,
+                                    key=lambda s: qemu_for(s.needs(), self.rig.qemu))
+        return [(index, qemu, suites) for index, (qemu, members) in enumerate(grouped)
+                if (suites := list(members))[0].needs().exclusive == exclusive]
+
+    def run(self, exclusive: bool) -> None:
+        """The kernel's target groups that are (or are not) exclusive."""
+        if self.built is None:
+            return
+        image, initramfs = self.built[0].image, self.built[1]
+        for index, qemu, suites in self.groups(exclusive):
             boot_name = "boot" if index == 0 else suites[0].name
-            target = QemuTarget(qemu, built.image, initramfs, self.record.dir / name,
-                                label=f"{name} {boot_name}", budget=self.budget,
+            target = QemuTarget(qemu, image, initramfs, self.record.dir / self.spec.name,
+                                label=f"{self.spec.name} {boot_name}", budget=self.budget,
                                 boot_name=boot_name)
-            entry["targets"][boot_name] = {"suites": [s.name for s in suites],
-                                           "qemu_command": shlex.join(target.command_line())}
+            self.record.set_target(self.spec.name, boot_name, suites=[s.name for s in suites],
+                                   qemu_command=shlex.join(target.command_line()))
             try:
-                self.on_target(target, suites)
+                with self.live.holding(target):
+                    self.on_target(target, suites)
             finally:
-                target.close()
-                entry["targets"][boot_name]["boot_seconds"] = target.boot_history
-                self.record.set_manifest()
+                self.record.set_target(self.spec.name, boot_name,
+                                       boot_seconds=target.boot_history)
 
     def on_target(self, target: QemuTarget, suites: list[Suite]) -> None:
         for position, suite in enumerate(suites):
@@ -149,6 +173,65 @@ class KernelRun:
             self.add(case, target.console_log)
 
 
+def peak_rss_mib() -> dict[str, float]:
+    """Peak resident memory of the orchestrator and of its largest finished child
+    process (in a warm run, a QEMU)."""
+    def mib(who: int) -> float:
+        return round(resource.getrusage(who).ru_maxrss / 1024, 1)  # Linux: KiB
+    return {"orchestrator": mib(resource.RUSAGE_SELF), "qemu": mib(resource.RUSAGE_CHILDREN)}
+
+
+class LiveTargets:
+    """The targets running now, so that an interrupt stops every one of them
+    (worker threads never see KeyboardInterrupt; their QEMU must not outlive it)."""
+
+    def __init__(self) -> None:
+        self._targets: set[QemuTarget] = set()
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def holding(self, target: QemuTarget) -> Iterator[None]:
+        with self._lock:
+            if self.stopping:
+                raise KeyboardInterrupt
+            self._targets.add(target)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._targets.discard(target)
+            target.close()
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            targets = list(self._targets)
+        for target in targets:
+            target.close()
+
+
+def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
+    """Build one by one; run side by side, one kernel per core; exclusive groups last."""
+    for kernel_run in kernel_runs:
+        kernel_run.build()
+    workers = max(1, min(len(kernel_runs), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kernel") as pool:
+        futures = [pool.submit(k.run, False) for k in kernel_runs]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            live.stop_all()
+            raise
+    try:
+        for kernel_run in kernel_runs:
+            kernel_run.run(True)
+    except BaseException:
+        live.stop_all()
+        raise
+
+
 def run(rig: RigConfig, kernel_names: list[str] | None = None,
         only: str | None = None) -> RunRecord:
     plan = make(rig, kernel_names, only)
@@ -164,10 +247,10 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
         kernels={},
     )
-    budget = Budget(rig.timeouts)
+    budget, live = Budget(rig.timeouts), LiveTargets()
     try:
-        for spec in plan.kernels:
-            KernelRun(rig, plan, record, spec, budget).run()
+        run_kernels([KernelRun(rig, plan, record, spec, budget, live) for spec in plan.kernels],
+                    live)
         baseline = plan.kernels[0].name
         for diff in compare.behaviour(record.cases, baseline):
             record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
@@ -175,6 +258,8 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
                             outcome=diff.outcome, expected=f"as on {baseline}",
                             rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
     finally:
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
+        record.order([spec.name for spec in plan.kernels])
         record.flush()
     if len(plan.kernels) > 1 and not only:
         report.write_run(record.dir, record.cases)

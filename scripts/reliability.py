@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,14 +277,12 @@ FAULTS: dict[str, Callable[[Lab, random.Random], list[Finding]]] = {
 }
 
 
-def check(base: Path, names: list[str], seed: int) -> list[Finding]:
+def check(base: Path, names: list[str], seed: int) -> Iterator[Finding]:
     rng = random.Random(seed)
-    findings = []
     with tempfile.TemporaryDirectory(prefix="rig-reliability-") as scratch:
         lab = Lab(base, Path(scratch))
         for name in names:
-            findings += FAULTS[name](lab, rng)
-    return findings
+            yield from FAULTS[name](lab, rng)
 
 
 def main() -> int:
@@ -293,11 +291,12 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=sorted(FAULTS))
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
-    print(f"seed {args.seed}")
-    findings = check(args.config.resolve(), args.only or list(FAULTS), args.seed)
-    for f in findings:
+    print(f"seed {args.seed}", flush=True)
+    findings = []
+    for f in check(args.config.resolve(), args.only or list(FAULTS), args.seed):
         print(f"{'ok  ' if f.ok else 'BAD '} {f.fault}\n       did: {f.did}\n"
-              f"       lost: {f.lost or 'nothing'}")
+              f"       lost: {f.lost or 'nothing'}", flush=True)
+        findings.append(f)
     bad = sum(not f.ok for f in findings)
     print(f"{len(findings) - bad} of {len(findings)} faults handled")
     return 1 if bad else 0

@@ -88,8 +88,10 @@ class Latency(Suite):
                 fail("windows", cfg.windows, f">= {WALLCLOCK_MIN_WINDOWS} in wallclock mode")
 
     def needs(self) -> Needs:
-        # One host CPU: icount counts are global to all harts, and fewer threads mean less noise.
-        return Needs(exact_timing=self.cfg.mode == "icount", cpus=1)
+        # One host CPU: icount counts are global to all harts, and fewer threads mean less
+        # noise. Icount figures are exact whatever runs beside them; wall-clock ones are not.
+        icount = self.cfg.mode == "icount"
+        return Needs(exact_timing=icount, cpus=1, exclusive=not icount)
 
     def plan(self) -> list[str]:
         return [f"{self.name}/{test}" for test in dict.fromkeys(self.cfg.tests)]

@@ -39,6 +39,8 @@ class Needs:
     cpus: int | None = None  # exactly this many CPUs; None: the target's own
     min_cpus: int = 1
     memory_mb: int | None = None  # at least this much; None: the target's own
+    # measures wall-clock time: runs alone, with nothing else on the machine
+    exclusive: bool = False
 
     def unmet(self, caps: Capabilities) -> str | None:
         """Why caps cannot serve these needs, or None."""

@@ -23,7 +23,7 @@ SEED = int(os.environ.get("RIG_RELIABILITY_SEED", "20261129"))
 
 @pytest.mark.parametrize("fault", sorted(reliability.FAULTS))
 def test_fault_is_handled_and_nothing_is_lost(built_kernels: dict, fault: str) -> None:
-    findings = reliability.check(REPO / "rig.yaml", [fault], SEED)
+    findings = list(reliability.check(REPO / "rig.yaml", [fault], SEED))
     assert findings
     for finding in findings:
         assert finding.ok, finding
