@@ -172,6 +172,10 @@ def to_json(found: list[KernelChanges]) -> list[dict[str, Any]]:
     return [{**asdict(k), "changes": k.count()} for k in found]
 
 
+def _changes(n: int) -> str:
+    return f"{n} change{'' if n == 1 else 's'}"
+
+
 def _figure(m: dict, side: str) -> str:
     s = m[side]
     return (f"{s['median']:.1f}" if s["boots"] == 0 else
@@ -180,14 +184,14 @@ def _figure(m: dict, side: str) -> str:
 
 def markdown(found: list[KernelChanges], trends: list[dict], trend_png: str | None) -> str:
     total = sum(k.count() for k in found)
-    lines = [SECTION, "", f"{total} change(s).", ""]
+    lines = [SECTION, "", f"{_changes(total)}.", ""]
     for k in found:
         if k.baseline_run is None:
             lines += [f"### {k.kernel}: no previous run", ""]
         else:
             named = "" if k.baseline_kernel == k.kernel else f" (as {k.baseline_kernel})"
             lines += [f"### {k.kernel} against run {k.baseline_run}{named}:"
-                      f" {k.count()} change(s)", ""]
+                      f" {_changes(k.count())}", ""]
         if k.build_changes:
             lines += ["Build changed: " + "; ".join(k.build_changes), ""]
         for kind, items in k.cases.items():
@@ -223,14 +227,14 @@ def summary(found: list[KernelChanges]) -> list[str]:
     for k in found:
         against = (f"against {k.baseline_run}" if k.baseline_run else "no previous run")
         kinds = ", ".join(f"{len(v)} {kind}" for kind, v in k.cases.items() if v)
-        lines.append(f"{k.kernel} ({against}): {k.count()} change(s)"
+        lines.append(f"{k.kernel} ({against}): {_changes(k.count())}"
                      + (f": {kinds}" if kinds else ""))
         for c in k.cases["new-failures"]:
             lines.append(f"  new failure: {c.id}: {c.why}")
         for cid in k.slower():
             m = k.measurements[cid]
             lines.append(f"  slower: {cid}: {m['difference']:+.1f} {m['unit']} ({m['rule']})")
-    lines.append(f"{sum(k.count() for k in found)} change(s) since the previous run")
+    lines.append(f"{_changes(sum(k.count() for k in found))} since the previous run")
     return lines
 
 

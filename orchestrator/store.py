@@ -5,8 +5,9 @@ directories stay the source of truth (results.json, manifest.json); the
 store makes questions across runs cheap: the previous run of a kernel, a
 figure over the last N runs.
 
-Schema changes are migrations: MIGRATIONS[i] takes a database from
-`PRAGMA user_version` i to i + 1, each in one transaction, so a store
+Schema changes are migrations: MIGRATIONS[i] (SQL statements separated by
+';', none inside comments) takes a database from `PRAGMA user_version` i to
+i + 1, each in one transaction, so a store
 written by an older rig is brought up to date on open, and one written by a
 newer rig is refused rather than misread.
 
@@ -54,7 +55,7 @@ MIGRATIONS: list[str] = [
         name TEXT NOT NULL,
         build_key TEXT,                -- hashes source, patches, config fragments, toolchain
         source TEXT,
-        git_commit TEXT,               -- for git sources; Debian ones carry their version
+        git_commit TEXT,               -- for git sources (Debian ones carry their version)
         patches TEXT,                  -- JSON: file name -> sha256
         config_sha256 TEXT,
         toolchain TEXT,
@@ -258,7 +259,7 @@ class Store:
         return {r[0]: StoredKernel(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
                 for r in self.db.execute(
                     "SELECT name, build_key, source, git_commit, patches, config_sha256,"
-                    " toolchain FROM kernels WHERE run = ?", (run.id,))}
+                    " toolchain FROM kernels WHERE run = ? ORDER BY rowid", (run.id,))}
 
     def cases(self, run: StoredRun, kernel: str | None = None) -> list[Case]:
         query = "SELECT record FROM cases WHERE run = ?"
