@@ -44,7 +44,9 @@ QEMU=${{QEMU:-qemu-system-riscv64}}
 command -v "$QEMU" >/dev/null 2>&1 || {{ echo "run.sh: $QEMU not found" >&2; exit 3; }}
 "$QEMU" {qemu_args} </dev/null >console.log 2>&1 &
 qemu=$!
-( sleep "${{TIMEOUT:-{timeout}}}"; kill "$qemu" 2>/dev/null ) &
+# the watchdog's sleep must not hold run.sh's output open once QEMU is done
+( sleep "${{TIMEOUT:-{timeout}}}" & s=$!; trap 'kill $s; exit 0' TERM; wait $s
+  kill "$qemu" ) >/dev/null 2>&1 &
 watchdog=$!
 wait "$qemu"
 kill "$watchdog" 2>/dev/null
