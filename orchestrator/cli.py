@@ -25,16 +25,20 @@ from orchestrator import (
     guest,
     history,
     kernel,
+    nightly,
     plan,
     provision,
     report,
+    reproduce,
     results,
     runner,
+    squad,
+    store,
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
-from orchestrator.errors import EXIT_INFRA, EXIT_OK, BadInput, RigError
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
 from orchestrator.targets.qemu import QemuTarget, console_tail
 
 CONSOLE_CONTEXT_LINES = 40
@@ -236,6 +240,86 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    if args.from_run:
+        run_dir = _run_dir(rig, args.from_run)
+        cases = results.load_cases(run_dir)
+        run_code = results.exit_code(cases)
+    else:
+        record = runner.run(rig)
+        print(report.summary_table(record.cases))
+        run_dir, cases, run_code = record.dir, record.cases, record.exit_code()
+    with store.Store(store.path_for(rig.results_dir)) as db:
+        if db.run(run_dir.name) is None:  # --from a run made elsewhere, or the hook failed
+            db.import_dir(run_dir)
+        stored = db.run(run_dir.name)
+        assert stored is not None
+        found = nightly.since_previous(db, stored)
+        trends = db.trend(rig.nightly.trend_runs, upto=stored)
+    nightly.write(run_dir, found, trends)
+    print("\n".join(nightly.summary(found)))
+    if args.squad:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        for line in squad.publish(args.squad, run_dir.name, cases, manifest):
+            print(line)
+    code = nightly.exit_code(run_code, found, rig.nightly)
+    print(f"report: {run_dir / 'report.md'}")
+    print(f"results: {run_dir} (exit {code}: fail_on {', '.join(rig.nightly.fail_on)})")
+    return code
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    bad = []
+    with store.Store(store.path_for(rig.results_dir)) as db:
+        for given in args.dirs:
+            # a results directory stands for the runs in it, oldest first
+            runs = [given] if (given / "manifest.json").is_file() else sorted(
+                (d for d in given.glob("*") if (d / "manifest.json").is_file()),
+                key=lambda d: (d / "manifest.json").stat().st_mtime)
+            if not runs:
+                bad.append(f"{given}: no run directory (manifest.json) there")
+            for run_dir in runs:
+                try:
+                    added = db.import_dir(run_dir)
+                except BadInput as exc:
+                    bad.append(exc.message)
+                    continue
+                print(f"{run_dir.name}: {'imported' if added else 'already stored'}")
+    for message in bad:
+        print(f"orchestrator: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    with store.Store(store.path_for(rig.results_dir)) as db:
+        trends = db.trend(args.last or rig.nightly.trend_runs)
+    if args.json:
+        print(json.dumps(trends, indent=1))
+        return EXIT_OK
+    for t in trends:
+        figures = ", ".join(f"{p['run']} {p['value']:g}" for p in t["points"])
+        print(f"{t['kernel']} {t['case']} ({t['unit']}, {t['method']}):"
+              f" {len(t['points'])} point(s): {figures}")
+    if not trends:
+        print(f"no measurement in the results store {store.path_for(rig.results_dir)}")
+    return EXIT_OK
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    run_dir = _run_dir(rig, args.run) if args.run else None
+    out = reproduce.bundle(rig, args.case, args.kernel, run_dir,
+                           args.out.resolve() if args.out else None, args.tar)
+    print(f"bundle: {out}")
+    print("rerun it anywhere with qemu-system-riscv64:"
+          f" {'tar xzf ' + out.name + ' && ' if args.tar else ''}"
+          f"{out.name.removesuffix('.tar.gz')}/run.sh")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -306,6 +390,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="further commits, after the kernel's own patches")
     p.add_argument("--kernel", help="whose patches come first (default: the last kernel)")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("nightly", help="the default run, then what changed since the previous"
+                                       " run (report.md, changes.json, trend.png)")
+    p.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="compare this stored run instead of running (a run id or directory)")
+    p.add_argument("--squad", metavar="URL", help="also publish to this SQUAD project"
+                   f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})")
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("import", help="load run directories into the results store")
+    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                   help="a run directory, or a results directory holding runs")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("trend", help="each measurement per kernel over the last runs")
+    p.add_argument("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trend)
+
+    p = sub.add_parser("reproduce", help="a bundle that reruns one case with only QEMU")
+    p.add_argument("case", metavar="CASE", help="a case id (as in results.json)")
+    p.add_argument("--run", metavar="RUN", help="a run id or directory (default: the newest"
+                                                " run holding CASE)")
+    p.add_argument("--kernel", metavar="KERNEL", help="the kernel, when the run has several")
+    p.add_argument("--out", type=Path, metavar="DIR", help="default:"
+                   " results/reproduce-KERNEL-CASE")
+    p.add_argument("--tar", action="store_true", help="also pack it as DIR.tar.gz")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -72,6 +72,18 @@ class TimeoutsConfig:
     job: float | None = None
 
 
+# What may turn `orchestrator nightly` red (exit 1), compared with the previous run.
+NIGHTLY_CHECKS = ("new-failures", "slower")
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    """`orchestrator nightly` (orchestrator/nightly.py)."""
+
+    fail_on: tuple[str, ...] = NIGHTLY_CHECKS
+    trend_runs: int = 10  # runs per trend line in report.md, trend.png and `trend`
+
+
 @dataclass(frozen=True)
 class DebianSource:
     """A kernel tarball shipped by a Debian package (e.g. linux-source-6.12)."""
@@ -114,6 +126,7 @@ class RigConfig:
     results_dir: Path
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    nightly: NightlyConfig = field(default_factory=NightlyConfig)
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def check_directories(self) -> None:
@@ -362,8 +375,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     doc = read_yaml(path)
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "suites", "timeouts", "cache_dir",
-                          "results_dir"])
+                         ["qemu", "sources", "kernels", "suites", "timeouts", "nightly",
+                          "cache_dir", "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
         reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
@@ -376,6 +389,13 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         seconds = getattr(timeouts, key)
         if seconds is not None and not seconds > 0:
             reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
+
+    nightly = reader.dataclass("nightly", top.get("nightly"), NightlyConfig)
+    for i, check in enumerate(nightly.fail_on):
+        if check not in NIGHTLY_CHECKS:
+            reader.fail(f"nightly.fail_on[{i}]", check, " or ".join(NIGHTLY_CHECKS))
+    if not 2 <= nightly.trend_runs <= 1000:
+        reader.fail("nightly.trend_runs", nightly.trend_runs, "an integer from 2 to 1000")
 
     raw_sources = top.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
@@ -415,4 +435,5 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         results_dir=directory("results_dir", (results_dir or Path("results")).resolve()),
         suites=suites,
         timeouts=timeouts,
+        nightly=nightly,
     )

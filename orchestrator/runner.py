@@ -20,6 +20,7 @@ import itertools
 import os
 import resource
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator import __version__, compare, disasm, guest, kernel, report
+from orchestrator import __version__, compare, disasm, guest, kernel, report, store
 from orchestrator.budget import Budget
 from orchestrator.config import KernelSpec, QemuConfig, RigConfig, default_config_path
 from orchestrator.errors import InfraError, RigError
@@ -244,6 +245,8 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         qemu={"version": qemu_version(rig.qemu.binary), "cpu": rig.qemu.cpu,
               "machine": rig.qemu.machine, "smp": rig.qemu.smp, "icount": rig.qemu.icount},
         reproduce=rerun_command(rig, [s.name for s in plan.kernels], only),
+        host=socket.gethostname(),
+        only=only,
         suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
         kernels={},
     )
@@ -263,4 +266,6 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         record.flush()
     if len(plan.kernels) > 1 and not only:
         report.write_run(record.dir, record.cases)
+    store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
+                     record.exit_code())
     return record

@@ -9,7 +9,11 @@ declares:
 - `plan()`: its case ids, known before anything runs;
 - `run(target, ids)`: runs the selected cases and yields `Case`s;
 - optionally `differs(a, b)`: how two kernels' outcomes of a case differ
-  (default: their `outcome` data are unequal).
+  (default: their `outcome` data are unequal);
+- optionally `command_for(case_id)`: a host shell script that reruns one case
+  alone and prints its outcome as one line, `outcome_line(outcome)`, so that
+  `orchestrator reproduce` can bundle it to run without the rig (default:
+  the suite's cases cannot be rerun alone, said with a reason).
 Nothing else in the rig names a suite: adding one is adding a module.
 """
 
@@ -19,6 +23,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import pkgutil
 import sys
@@ -26,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
+from orchestrator.errors import BadInput
 from orchestrator.results import ERROR, Case
 from orchestrator.targets import Needs, Target
 
@@ -71,6 +77,11 @@ class Suite:
             return None
         return f"{_brief(b.outcome)} vs {_brief(a.outcome)}"
 
+    def command_for(self, case_id: str) -> str:
+        """A host script (busybox sh) that reruns case_id alone and prints
+        `RIG-OUTCOME <outcome_line(outcome)>` with the outcome the rig would record."""
+        raise BadInput(f"{case_id}: suite {self.name} has no command that reruns one case alone")
+
     # -- helpers for suite modules ---------------------------------------------
 
     def case(self, case_id: str, verdict: str, **fields: Any) -> Case:
@@ -81,6 +92,15 @@ class Suite:
         for case_id in ids:
             yield self.case(case_id, ERROR, reason=reason, outcome={"kind": "error"},
                             details={"output": details} if details else {})
+
+
+OUTCOME_MARK = "RIG-OUTCOME"
+
+
+def outcome_line(outcome: dict[str, Any]) -> str:
+    """An outcome as a host script prints it: sorted key=value, JSON for non-strings."""
+    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                    for k, v in sorted(outcome.items()))
 
 
 def _brief(outcome: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from orchestrator import guest
 from orchestrator.errors import tail
 from orchestrator.results import FAIL, PASS, Case
-from orchestrator.suites import Fail, Suite, SuiteConfig
+from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.targets import Needs, Target
 
 PAYLOAD = "isolation.bin"
@@ -117,6 +117,38 @@ class Isolation(Suite):
             prefix = f"{self.name}/perf_user_access={access}/{placement}"
             yield from self._run_variant(target, access, placement,
                                          [i for i in ids if i.startswith(prefix + "/")])
+
+    def command_for(self, case_id: str) -> str:
+        match = _ID.match(case_id)
+        if not match or int(match.group(1)) not in PERF_USER_ACCESS:
+            return super().command_for(case_id)
+        access, placement, check = int(match.group(1)), match.group(2), match.group(3)
+        flags = (f"--isolation --scounteren {guest_value(access):#x} --exits {self.cfg.exits}"
+                 + (" --migrate" if placement == "migrating" else ""))
+        lines = [f"echo {access} > /proc/sys/kernel/perf_user_access",
+                 f"{guest.vmm_command(PAYLOAD, flags)} > /tmp/out",
+                 """s=$(grep '"kind":"isolation"' /tmp/out | tail -n 1)""",
+                 f'[ -n "$s" ] || {{ cat /tmp/out; echo "{OUTCOME_MARK} kind=missing"; exit 1; }}']
+        if check == "host-policy":  # as judge_host_policy: readable, sigill or mixed
+            lines += [
+                "o=''",
+                f"for c in {' '.join(COUNTERS)}; do",
+                """  set -- $(echo "$s" | sed -E 's/.*"host_probe":.*"'$c'":"""
+                """\\{"ok":([0-9]+),"sigill":([0-9]+)\\}.*/\\1 \\2/')""",
+                '  if [ "$2" = 0 ]; then v=readable; elif [ "$1" = 0 ]; then v=sigill;'
+                ' else v=mixed; fi',
+                '  o="$o $c=$v"',
+                "done",
+                # outcome_line's order: sorted keys (cycle, instret, kind, time)
+                f'set -- $o; echo "{OUTCOME_MARK} $1 $3 kind=host-counters $2"']
+        else:  # as judge_guest_value
+            lines += [
+                """w=$(echo "$s" | sed -E 's/.*"scounteren_written":"([^"]*)".*/\\1/')""",
+                """f=$(echo "$s" | sed -E 's/.*"scounteren_final":"([^"]*)".*/\\1/')""",
+                """m=$(echo "$s" | sed -E 's/.*"guest_mismatches":([0-9]+).*/\\1/')""",
+                '[ "$m" = 0 ] && [ "$w" = "$f" ] && k=true || k=false',
+                f'echo "{OUTCOME_MARK} kept=$k kind=guest-scounteren"']
+        return "\n".join(lines)
 
     def _run_variant(self, target: Target, access: int, placement: str,
                      ids: list[str]) -> Iterator[Case]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 from orchestrator.results import FAIL, PASS, Case
-from orchestrator.suites import Suite
+from orchestrator.suites import OUTCOME_MARK, Suite
 from orchestrator.targets import Target
 
 KVM_BANNER = re.compile(r"kvm \[\d+\]: hypervisor extension available")
@@ -25,6 +25,16 @@ class KvmHost(Suite):
 
     def plan(self) -> list[str]:
         return [f"{self.name}/hypervisor-extension", f"{self.name}/dev-kvm"]
+
+    def command_for(self, case_id: str) -> str:
+        banner_id, dev_id = self.plan()
+        if case_id == banner_id:  # the banner is in the kernel log, as on the console
+            test = "dmesg | grep -qE 'kvm \\[[0-9]+\\]: hypervisor extension available'"
+            return f"{test} && s=true || s=false; echo \"{OUTCOME_MARK} kind=banner seen=$s\""
+        if case_id == dev_id:
+            return (f"test -c /dev/kvm && p=true || p=false;"
+                    f" echo \"{OUTCOME_MARK} kind=dev-kvm present=$p\"")
+        return super().command_for(case_id)
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         banner_id, dev_id = self.plan()

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 
 from orchestrator import guest, stats
-from orchestrator.errors import InfraError, tail
+from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.results import ERROR, PASS, Case, Measurement
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Needs, Target
@@ -66,6 +66,12 @@ class Latency(Suite):
     Config = LatencyConfig
     order = 90
     cfg: LatencyConfig
+
+    def command_for(self, case_id: str) -> str:
+        raise BadInput(f"{case_id}: a latency figure is not reproducible alone: it is the"
+                       " minimum (icount) or distribution (wall clock) over several boots,"
+                       " judged against other kernels; rerun it with"
+                       f" 'orchestrator run --kernel KERNEL --only {case_id}'")
 
     @classmethod
     def validate(cls, cfg: LatencyConfig, fail: Fail) -> None:

@@ -1,0 +1,140 @@
+"""Nightly: what counts as which change, and when the nightly turns red."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import config, nightly, squad, store
+from orchestrator.config import NightlyConfig
+from orchestrator.errors import BadInput
+from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
+from orchestrator.suites import outcome_line
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def case(cid: str, verdict: str, outcome: dict | None = None, rule: str | None = None,
+         value: float | None = None) -> Case:
+    m = Measurement(value, "instructions", "exact", [[value]]) if value is not None else None
+    return Case(cid, cid.split("/")[0], verdict, kernel="k", rule=rule,
+                outcome=outcome or {"kind": "value"}, measurement=m)
+
+
+def kinds(found: nightly.KernelChanges) -> dict[str, list[str]]:
+    return {k: [c.id for c in v] for k, v in found.cases.items() if v}
+
+
+def test_identical_runs_have_no_change() -> None:
+    cases = [case("counters/a", PASS), case("counters/b", KNOWN_DEVIATION, rule="r"),
+             case("latency/x", PASS, {"kind": "figure"}, value=131.0)]
+    found = nightly.changes("k", cases, cases, "r1", "k")
+    assert found.count() == 0 and kinds(found) == {}
+    assert found.measurements["latency/x"]["verdict"] == "same"
+
+
+def test_each_kind_of_change() -> None:
+    before = [case("counters/new-fail", PASS), case("counters/fixed", FAIL),
+              case("counters/dev-gone", KNOWN_DEVIATION, rule="r"),
+              case("counters/dev-rule", KNOWN_DEVIATION, rule="r1"),
+              case("counters/behaviour", PASS, {"kind": "value"}),
+              case("counters/err", PASS), case("counters/gone", PASS),
+              case("counters/still-failing", FAIL)]
+    now = [case("counters/new-fail", FAIL), case("counters/fixed", PASS),
+           case("counters/dev-gone", PASS), case("counters/dev-rule", KNOWN_DEVIATION, rule="r2"),
+           case("counters/behaviour", PASS, {"kind": "exception", "cause": 2}),
+           case("counters/err", ERROR), case("counters/added", PASS),
+           case("counters/added-fail", FAIL), case("counters/still-failing", FAIL)]
+    assert kinds(nightly.changes("k", now, before, "r1", "k")) == {
+        "new-failures": ["counters/new-fail", "counters/added-fail"],
+        "new-errors": ["counters/err"],
+        "fixed": ["counters/fixed"],
+        "changed-deviations": ["counters/dev-gone", "counters/dev-rule"],
+        "changed-behaviour": ["counters/behaviour"],
+        "new-cases": ["counters/added"],
+        "gone-cases": ["counters/gone"],
+    }
+
+
+def test_a_kernel_without_previous_run_has_only_new_cases() -> None:
+    found = nightly.changes("k", [case("a/x", PASS), case("a/y", FAIL)], None)
+    assert kinds(found) == {"new-failures": ["a/y"], "new-cases": ["a/x"]}
+
+
+def test_measurement_method_change_is_reported_not_raised() -> None:
+    before = [case("latency/x", PASS, value=131.0)]
+    now = [Case("latency/x", "latency", PASS, kernel="k",
+                measurement=Measurement(50.0, "ns", "distribution", [[50.0] * 30] * 5))]
+    found = nightly.changes("k", now, before, "r1", "k")
+    assert found.measurements["latency/x"]["verdict"] == "not comparable"
+
+
+@pytest.mark.parametrize(("run_code", "now", "fail_on", "expected"), [
+    (0, [case("a/x", PASS, value=131.0)], ("new-failures", "slower"), 0),
+    (1, [case("a/x", FAIL, value=131.0)], ("new-failures", "slower"), 1),
+    (1, [case("a/x", FAIL, value=131.0)], ("slower",), 0),
+    (0, [case("a/x", PASS, value=137.0)], ("new-failures", "slower"), 1),
+    (0, [case("a/x", PASS, value=137.0)], ("new-failures",), 0),
+    (0, [case("a/x", PASS, value=125.0)], ("new-failures", "slower"), 0),  # faster
+    (3, [case("a/x", ERROR, value=131.0)], ("new-failures",), 3),
+])
+def test_exit_policy(run_code: int, now: list[Case], fail_on: tuple, expected: int) -> None:
+    found = [nightly.changes("k", now, [case("a/x", PASS, value=131.0)], "r1", "k")]
+    assert nightly.exit_code(run_code, found, NightlyConfig(fail_on=fail_on)) == expected
+
+
+def test_a_failure_known_from_last_night_stays_green() -> None:
+    failing = [case("a/x", FAIL)]
+    found = [nightly.changes("k", failing, failing, "r1", "k")]
+    assert nightly.exit_code(1, found, NightlyConfig()) == 0
+
+
+def test_build_changes_name_the_fields() -> None:
+    old = store.StoredKernel("k", "key1", "git:aaa", "aaa", {"p1": "1", "p2": "2"}, "c", "t")
+    new = store.StoredKernel("k", "key2", "git:bbb", "bbb", {"p1": "1", "p3": "3"}, "c", "t")
+    assert nightly.build_changes(old, new) == ["source git:aaa -> git:bbb", "patches +p3 -p2"]
+
+
+def test_report_section_says_zero_changes() -> None:
+    text = nightly.markdown([nightly.changes("k", [case("a/x", PASS)], [case("a/x", PASS)],
+                                             "r1", "k")], [], None)
+    assert text.startswith("## Since the previous run\n\n0 changes.")
+
+
+def write_rig(tmp_path: Path, nightly_section: str) -> Path:
+    """The default rig.yaml with its nightly section replaced."""
+    doc = yaml.safe_load((REPO / "rig.yaml").read_text().replace("images/", f"{REPO}/images/"))
+    doc.update(yaml.safe_load(nightly_section))
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_nightly_section_in_rig_yaml(tmp_path: Path) -> None:
+    rig = config.load(write_rig(tmp_path, "nightly:\n  fail_on: [slower]\n  trend_runs: 5\n"))
+    assert rig.nightly == NightlyConfig(fail_on=("slower",), trend_runs=5)
+    with pytest.raises(BadInput, match=r"nightly.fail_on\[0\]: got 'faster'"):
+        config.load(write_rig(tmp_path, "nightly:\n  fail_on: [faster]\n"))
+    with pytest.raises(BadInput, match="nightly.when: unknown key"):
+        config.load(write_rig(tmp_path, "nightly:\n  when: 3am\n"))
+
+
+def test_outcome_line_is_what_host_scripts_print() -> None:
+    assert outcome_line({"kind": "exception", "cause": 2}) == "cause=2 kind=exception"
+    assert outcome_line({"kind": "guest-scounteren", "kept": True}) == (
+        "kept=true kind=guest-scounteren")
+
+
+def test_squad_url_and_payload() -> None:
+    assert squad.split_url("https://squad.example.org/lkft/rig") == (
+        "https://squad.example.org/", "lkft/rig")
+    assert squad.split_url("http://127.0.0.1:8000/sub/g/p") == ("http://127.0.0.1:8000/sub/", "g/p")
+    with pytest.raises(BadInput):
+        squad.split_url("squad.example.org/g")
+    cases = [case("a/x", PASS, value=131.0), case("a/y", KNOWN_DEVIATION), case("a/z", ERROR)]
+    data = squad.payload(cases, {"run_id": "r1", "kernels": {"k": {"key": "abc"}}}, "k")
+    assert data["tests"] == {"a/x": "pass", "a/y": "skip", "a/z": "fail"}
+    assert data["metrics"] == {"a/x": 131.0}
+    assert data["metadata"] == {"job_id": "r1-k", "kernel_key": "abc"}
