@@ -154,11 +154,8 @@ def load_cached(out: Path) -> BuiltKernel | None:
         data[key] = out / Path(data[key]).name
     data["cached"] = True
     kernel = BuiltKernel(**data)
-    if fingerprints is None:  # made before fingerprints were kept: record them now
-        if not all(getattr(kernel, key).is_file() for key in CHECKED_FIELDS):
-            return None
-        save_record(out, kernel)
-        return kernel
+    if fingerprints is None:  # made before fingerprints were kept: nothing vouches for it
+        return None
     for key in CHECKED_FIELDS:
         if not cachefile.intact(getattr(kernel, key), fingerprints[key]):
             cachefile.damaged(f"cached kernel {kernel.name}:", getattr(kernel, key))
