@@ -160,8 +160,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for case in record.cases:
             print(json.dumps(case.to_json(), indent=2))
         for name in args.kernel or [k.name for k in rig.kernels]:
-            print(f"--- console of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
-            print(console_tail(record.console_log(name), CONSOLE_CONTEXT_LINES))
+            log, what = record.console_log(name), "console"
+            if args.target and rig.target(args.target):
+                log, what = log.parent / f"{name}.ssh.log", "ssh session"
+            print(f"--- {what} of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
+            print(console_tail(log, CONSOLE_CONTEXT_LINES))
     print(report.summary_table(record.cases))
     compared = record.dir / "compare.json"
     if compared.is_file():

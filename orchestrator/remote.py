@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from orchestrator import __version__, guest, image
@@ -111,7 +112,9 @@ class TargetRun(KernelRun):
             for cid in self.plan.cases[suite.name]:
                 self.add(suite.case(cid, SKIP, reason=unmet, outcome={"kind": "skipped"}))
             return
+        started = time.monotonic()
         self.run_suite(adapted, target)
+        about.setdefault("suite_seconds", {})[suite.name] = round(time.monotonic() - started, 1)
         self.record.flush()
 
 

@@ -117,7 +117,9 @@ class KernelRun:
                 print(f"[{target.label}] {exc.message}", file=sys.stderr)
                 self.fail_all(suites[position:], exc)
                 return
+            started = time.monotonic()
             self.run_suite(suite, target)
+            about.setdefault("suite_seconds", {})[suite.name] = round(time.monotonic() - started, 1)
             self.record.flush()
 
     def run_suite(self, suite: Suite, target: QemuTarget) -> None:

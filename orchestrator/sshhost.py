@@ -51,6 +51,7 @@ FILES = {
     f"{MULTIARCH}/libcrypt.so.1": ("libcrypt1", f"{MULTIARCH}/libcrypt.so.1"),
     f"{MULTIARCH}/libtomcrypt.so.1": ("libtomcrypt1", f"{MULTIARCH}/libtomcrypt.so.1"),
     f"{MULTIARCH}/libtommath.so.1": ("libtommath1", f"{MULTIARCH}/libtommath.so.1"),
+    f"{MULTIARCH}/libgmp.so.10": ("libgmp10", f"{MULTIARCH}/libgmp.so.10"),  # libtomcrypt's
     f"{MULTIARCH}/libz.so.1": ("zlib1g", f"{MULTIARCH}/libz.so.1"),
 }
 PACKAGES = tuple(dict.fromkeys(package for package, _ in FILES.values()))
