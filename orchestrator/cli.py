@@ -97,6 +97,8 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
 def cmd_boot_ssh(args: argparse.Namespace) -> int:
     if args.command:
         raise BadInput("boot --ssh: takes no command; use the ssh command it prints")
+    # Ctrl-C ends it, even when started where SIGINT is ignored (a script's `&`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     entries: list[config.SshTarget] = []
     with _boot(args, ssh_entry=entries) as target:
         entry = entries[0]

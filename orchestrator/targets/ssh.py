@@ -51,7 +51,9 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
-        client.save_host_keys(str(self.path))
+        # appended, so the file's other lines (comments, hashed names) stay as they are
+        with self.path.open("a") as known:
+            known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 class SshTarget:

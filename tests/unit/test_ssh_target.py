@@ -233,6 +233,11 @@ def test_accept_new_adds_an_unknown_host(tmp_path: Path, server: SshServer, keys
     with SshTarget(entry, tmp_path, budget()) as target:
         target.connect()
     assert keys["host"][1].get_base64() in hosts.read_text()
+    hosts.write_text("# kept\n")  # the user's own lines survive an addition
+    with SshTarget(entry, tmp_path, budget()) as target:
+        target.connect()
+    lines = hosts.read_text().splitlines()
+    assert lines[0] == "# kept" and lines[1].startswith(f"[127.0.0.1]:{server.port} ssh-ed25519 ")
     with SshTarget(dataclass_replace(entry, host_keys="verify"), tmp_path, budget()) as again:
         again.connect()  # now known
 
