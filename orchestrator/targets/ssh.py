@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import shlex
-import socket
 import time
 from pathlib import Path
 from typing import TextIO
@@ -40,6 +39,17 @@ def fingerprint(key: paramiko.PKey) -> str:
     """A host key's SHA256 fingerprint, as OpenSSH prints it."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _Refuse(paramiko.MissingHostKeyPolicy):
+    """Refuse a host not in known_hosts, keeping its key for the message."""
+
+    offered: paramiko.PKey | None = None
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        self.offered = key
+        raise paramiko.SSHException(f"{hostname} is not in known_hosts")
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):
@@ -85,8 +95,8 @@ class SshTarget:
 
     # -- connecting -----------------------------------------------------------
 
-    def _new_client(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
+    def _new_client(self) -> tuple[paramiko.SSHClient, _Refuse | None]:
+        client, refuse = paramiko.SSHClient(), None
         known = self.entry.known_hosts
         if self.entry.host_keys == "accept-new":
             known.parent.mkdir(parents=True, exist_ok=True)
@@ -96,15 +106,16 @@ class SshTarget:
             if not known.is_file():
                 raise BadInput(f"{self._where}.known_hosts: {str(known)!r} does not exist"
                                " (add the host's key, or set host_keys: accept-new)")
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            refuse = _Refuse()
+            client.set_missing_host_key_policy(refuse)
         try:
             client.load_host_keys(str(known))
         except (OSError, paramiko.SSHException) as exc:
             raise BadInput(f"{self._where}.known_hosts: cannot read {known}: {exc}") from None
-        return client
+        return client, refuse
 
     def _connect_once(self, timeout: float) -> paramiko.SSHClient:
-        client = self._new_client()
+        client, refuse = self._new_client()
         entry = self.entry
         try:
             client.connect(entry.host, port=entry.port, username=entry.user,
@@ -118,11 +129,12 @@ class SshTarget:
                              f" {fingerprint(exc.expected_key)}); refusing to connect") from None
         except paramiko.SSHException as exc:
             client.close()
-            if "not found in known_hosts" in str(exc):
-                offered = self._offered_key(timeout)
+            if refuse is not None and refuse.offered is not None:
+                key = refuse.offered
                 raise BadInput(f"{self._where}.known_hosts: {self.address} is not in"
-                               f" {entry.known_hosts} (it offers {offered}); add it, or set"
-                               " host_keys: accept-new") from None
+                               f" {entry.known_hosts} (it offers {key.get_name()}"
+                               f" {fingerprint(key)}); add it, or set host_keys: accept-new"
+                               ) from None
             if isinstance(exc, paramiko.AuthenticationException):
                 how = f"key_file {entry.key_file}" if entry.key_file else "the agent's keys"
                 raise BadInput(f"{self._where}: {self.address} refused {how}") from None
@@ -131,20 +143,6 @@ class SshTarget:
             client.close()
             raise InfraError(f"{self.label}: cannot connect to {self.address}: {exc}") from None
         return client
-
-    def _offered_key(self, timeout: float) -> str:
-        """The fingerprint of the key the host offers, for the message that refuses it."""
-        try:
-            with socket.create_connection((self.entry.host, self.entry.port), timeout) as sock:
-                transport = paramiko.Transport(sock)
-                try:
-                    transport.start_client(timeout=timeout)
-                    key = transport.get_remote_server_key()
-                    return f"{key.get_name()} {fingerprint(key)}"
-                finally:
-                    transport.close()
-        except (OSError, paramiko.SSHException):
-            return "a key that could not be read again"
 
     def connect(self, retry_until: float | None = None) -> float:
         """Connect (retrying refused or reset connections until the monotonic time
