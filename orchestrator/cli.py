@@ -14,7 +14,9 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from orchestrator import (
@@ -34,7 +36,7 @@ from orchestrator import (
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
-from orchestrator.errors import EXIT_OK, BadInput, RigError
+from orchestrator.errors import EXIT_INFRA, EXIT_OK, BadInput, RigError
 from orchestrator.targets.qemu import QemuTarget, console_tail
 from orchestrator.targets.ssh import SshTarget
 
@@ -43,7 +45,10 @@ CONSOLE_CONTEXT_LINES = 40
 
 
 def _load(args: argparse.Namespace) -> config.RigConfig:
-    return config.load(args.config)
+    rig = config.load(args.config)
+    if args.func is not cmd_list:  # every other command writes the cache or results
+        rig.check_directories()
+    return rig
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -185,8 +190,8 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
     for candidate in (Path(given), rig.results_dir / given):
         if (candidate / "results.json").is_file():
             return candidate
-    raise BadInput(f"{given}: no run there (looked for results.json in {given} and in"
-                   f" {rig.results_dir / given})")
+    looked = dict.fromkeys(str(c / "results.json") for c in (Path(given), rig.results_dir / given))
+    raise BadInput(f"{given}: no run there (no {' nor '.join(looked)})")
 
 
 def _sides(run_dir: Path) -> dict[str, Side]:
@@ -381,3 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orchestrator: interrupted; QEMU stopped, results kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # e.g. a full disk: the environment, not the tests
+        print(f"orchestrator: error: {exc.strerror or exc}"
+              + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return EXIT_INFRA
+    except Exception as exc:  # a bug of the rig: never read as a test failure
+        log = Path(tempfile.gettempdir()) / f"orchestrator-crash-{os.getpid()}.log"
+        log.write_text(traceback.format_exc())
+        print(f"orchestrator: internal error: {type(exc).__name__}: {str(exc)[:200]}"
+              f" (traceback in {log})", file=sys.stderr)
+        return EXIT_INFRA

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,13 @@ from orchestrator.errors import BadInput
 from orchestrator.suites import SuiteConfig, registry
 
 DEFAULT_CONFIG = "rig.yaml"
+# A rig description is a few KB; anything this big is a mistake (or an attack).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_ALIASES = 64
+MAX_SMP = 512  # QEMU virt's hart limit
+MEMORY_MB = (128, 64 * 1024)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([MGTmgt]?)$")
 # rig.yaml, images/ and guest-tests/: shipped inside the package when installed
 # (setup.py copies them to orchestrator/_data), beside it in a clone.
 PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
@@ -45,6 +54,12 @@ class QemuConfig:
     icount: str | None = None
     # appended to the kernel command line the rig builds
     append: str = ""
+
+    @property
+    def memory_mb(self) -> int:
+        """-m in MiB (QEMU's suffixes M, G, T; no suffix is MiB)."""
+        number, unit = _MEMORY.match(self.memory).groups()
+        return int(float(number) * {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[unit.upper()])
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,17 @@ class RigConfig:
     targets: dict[str, SshTarget] = field(default_factory=dict)  # besides QEMU_TARGET
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
+    def check_directories(self) -> None:
+        """cache_dir and results_dir must be directories the rig can write."""
+        for key, directory in (("cache_dir", self.cache_dir), ("results_dir", self.results_dir)):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=directory):
+                    pass
+            except OSError as exc:
+                raise BadInput(f"{self.path}: {key}: {directory} is not a writable directory"
+                               f" ({exc.strerror})") from None
+
     def kernel(self, name: str) -> KernelSpec:
         for spec in self.kernels:
             if spec.name == name:
@@ -163,7 +189,11 @@ class _Reader:
         self.base = path.parent
 
     def fail(self, where: str, value: Any, expected: str) -> typing.NoReturn:
-        raise BadInput(f"{self.path}: {where}: got {value!r}, expected {expected}")
+        where = _CONTROL.sub(lambda m: repr(m.group())[1:-1], where)  # keys are user text
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:60] + f"... ({len(shown)} characters)"
+        raise BadInput(f"{self.path}: {where}: got {shown}, expected {expected}")
 
     def mapping(self, where: str, value: Any, allowed: typing.Iterable[str]) -> dict:
         if not isinstance(value, dict):
@@ -171,8 +201,10 @@ class _Reader:
         allowed = list(allowed)
         for key in value:
             if key not in allowed:
+                shown = key if isinstance(key, str) and _NAME.match(key) else repr(key)[:40]
+                shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], shown)
                 raise BadInput(
-                    f"{self.path}: {where}.{key}: unknown key"
+                    f"{self.path}: {where}.{shown}: unknown key"
                     f" (expected one of: {', '.join(allowed)})"
                 )
         return value
@@ -224,6 +256,22 @@ class _Reader:
             self.fail(where, value, "a list of file paths")
         return tuple(self.existing_file(f"{where}[{i}]", item) for i, item in enumerate(value))
 
+    def patch_list(self, where: str, value: Any) -> tuple[Path, ...]:
+        patches = self.file_list(where, value)
+        for i, patch in enumerate(patches):
+            if not _looks_like_a_patch(patch):
+                self.fail(f"{where}[{i}]", str(patch), "a patch (unified diff: '--- a/...',"
+                                                       " '+++ b/...', '@@' hunks)")
+        return patches
+
+
+def _looks_like_a_patch(path: Path) -> bool:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"^--- \S.*\n\+\+\+ \S.*\n@@ ", text, re.MULTILINE))
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -235,12 +283,28 @@ def _name(reader: _Reader, where: str, value: Any) -> str:
     return text
 
 
+def _apt_knows(package: str) -> bool:
+    """Whether apt has the package (not installed yet is fine: setup installs it)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", package):
+        return False
+    try:
+        shown = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
+                               capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # no apt here to ask: the build will say what is missing
+    return shown.returncode == 0
+
+
 def _source(reader: _Reader, name: str, value: Any) -> Source:
     where = f"sources.{name}"
     raw = reader.mapping(where, value, ["debian_package", "git", "ref"])
     if "debian_package" in raw and "git" not in raw and "ref" not in raw:
         package = reader.scalar(f"{where}.debian_package", raw["debian_package"], str)
-        return DebianSource(name, package)
+        source = DebianSource(name, package)
+        if not source.tarball.is_file() and not _apt_knows(package):
+            reader.fail(f"{where}.debian_package", package,
+                        f"a Debian package shipping {source.tarball} (apt knows no such package)")
+        return source
     if "git" in raw and "ref" in raw and "debian_package" not in raw:
         tree = (reader.base / reader.scalar(f"{where}.git", raw["git"], str)).resolve()
         if not (tree / ".git").exists() and not (tree / "HEAD").is_file():
@@ -261,9 +325,52 @@ def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source])
     return KernelSpec(
         name=_name(reader, f"{where}.name", raw["name"]),
         source=sources[source_name],
-        patches=reader.file_list(f"{where}.patches", raw.get("patches")),
+        patches=reader.patch_list(f"{where}.patches", raw.get("patches")),
         config=reader.file_list(f"{where}.config", raw.get("config")),
     )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML forbids it;
+    PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed document, or BadInput naming the file (and line) for anything
+    that is not a small, well-formed YAML text."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise BadInput(f"{path}: larger than {MAX_CONFIG_BYTES >> 10} KiB; not a rig"
+                       " description")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        # Aliases can expand exponentially ("billion laughs"): count them first.
+        aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, yaml.SafeLoader))
+        if aliases > MAX_YAML_ALIASES:
+            raise BadInput(f"{path}: {aliases} YAML aliases; at most {MAX_YAML_ALIASES}")
+        return yaml.load(text, _StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
 
 
 def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
@@ -346,25 +453,18 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
     its `results_dir`, else results_dir, else ./results."""
     path = Path(path or default_config_path()).resolve()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
-
+    doc = read_yaml(path)
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
                          ["qemu", "sources", "kernels", "suites", "timeouts", "targets",
                           "cache_dir", "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
-    if qemu.smp < 1:
-        reader.fail("qemu.smp", qemu.smp, "an integer >= 1")
+    if not 1 <= qemu.smp <= MAX_SMP:
+        reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
+    if not _MEMORY.match(qemu.memory) or not (
+            MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
+        reader.fail("qemu.memory", qemu.memory,
+                    f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
     timeouts = reader.dataclass("timeouts", top.get("timeouts"), TimeoutsConfig)
     for key in ("build", "boot", "command", "job"):
         seconds = getattr(timeouts, key)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from orchestrator import cachefile
 from orchestrator.errors import InfraError
 from orchestrator.progress import Progress, run_logged
 
@@ -85,9 +86,11 @@ def fetch(cache_dir: Path, package: str, arch: str = "riscv64",
     record = apt.root / f"{package}.json"
     if record.is_file():
         known = json.loads(record.read_text())
-        deb = Path(known["deb"])
+        deb = apt.root / "debs" / Path(known["deb"]).name  # a name; older records: a path
         if deb.is_file() and _sha256(deb) == known["sha256"]:
             return deb
+        if deb.is_file():
+            cachefile.damaged(f"{package}:{arch}", deb)
 
     mirror = debian_mirror()
     log = apt.root / "apt.log"
@@ -113,7 +116,7 @@ def fetch(cache_dir: Path, package: str, arch: str = "riscv64",
         if _sha256(deb) != want:
             failures.append(f"{suite}: {deb.name} does not match the index's SHA256")
             continue
-        record.write_text(json.dumps({"deb": str(deb), "sha256": want, "suite": suite}))
+        record.write_text(json.dumps({"deb": deb.name, "sha256": want, "suite": suite}))
         progress.done(f"{deb.name} from {suite}")
         return deb
     raise InfraError(f"could not fetch {package}:{arch} from any of {', '.join(FOREIGN_SUITES)}",

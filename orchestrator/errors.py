@@ -34,3 +34,11 @@ class BadInput(RigError):
 
 class InfraError(RigError):
     exit_code = EXIT_INFRA
+
+
+TAIL_LINES = 30
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines of a command's output or a log, cut at a line boundary."""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])

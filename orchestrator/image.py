@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from orchestrator import debian
+from orchestrator import cachefile, debian
 from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress
 
@@ -89,8 +89,8 @@ def busybox(cache_dir: Path, progress: Progress | None = None) -> Path:
     deb = debian.fetch(cache_dir, BUSYBOX_PACKAGE, progress=progress)
     digest = hashlib.sha256(deb.read_bytes()).hexdigest()
     target = cache_dir / "initramfs" / f"busybox-{digest[:16]}"
-    if not target.is_file():
-        debian.extract(deb, "usr/bin/busybox", target)
+    if not cachefile.usable(target, "busybox"):
+        cachefile.seal(debian.extract(deb, "usr/bin/busybox", target))
     return target
 
 
@@ -104,9 +104,10 @@ def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
         digest.update(f"{entry.name}\0{entry.mode}\0{entry.rdev}\0".encode())
         digest.update(hashlib.sha256(entry.data).digest())
     out = cache_dir / "initramfs" / f"host-{digest.hexdigest()[:16]}.cpio"
-    if not out.is_file():
+    if not cachefile.usable(out, "initramfs"):
         partial = out.with_suffix(".partial")
         with partial.open("wb") as stream:
             write_cpio(entries, stream)
         partial.rename(out)
+        cachefile.seal(out)
     return out

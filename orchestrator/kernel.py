@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orchestrator import cachefile
 from orchestrator.config import DebianSource, GitSource, KernelSpec, RigConfig, Source
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.progress import Progress, run_logged
@@ -127,17 +128,41 @@ def output_dir(rig: RigConfig, spec: KernelSpec, key: str) -> Path:
     return rig.cache_dir / "kernels" / f"{spec.name}-{key[:16]}"
 
 
+ARTEFACT_FIELDS = ("image", "vmlinux", "config", "build_log")
+CHECKED_FIELDS = ("image", "vmlinux")  # what a boot and the CSR check read
+
+
+def save_record(out: Path, kernel: BuiltKernel) -> None:
+    """kernel.json, written last: its presence marks a complete build. It names
+    files relative to out and records the fingerprints of Image and vmlinux."""
+    data = kernel.to_json()
+    for key in ARTEFACT_FIELDS:
+        data[key] = Path(data[key]).name
+    data["fingerprints"] = {key: cachefile.fingerprint(getattr(kernel, key))
+                            for key in CHECKED_FIELDS}
+    (out / "kernel.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
 def load_cached(out: Path) -> BuiltKernel | None:
+    """The cached kernel in out, or None when there is none or it is damaged."""
     record = out / "kernel.json"
     if not record.is_file():
         return None
     data = json.loads(record.read_text())
-    for key in ("image", "vmlinux", "config", "build_log"):
-        data[key] = Path(data[key])
+    fingerprints = data.pop("fingerprints", None)
+    for key in ARTEFACT_FIELDS:  # older records hold absolute paths: keep the name
+        data[key] = out / Path(data[key]).name
     data["cached"] = True
     kernel = BuiltKernel(**data)
-    if not (kernel.image.is_file() and kernel.vmlinux.is_file()):
-        return None
+    if fingerprints is None:  # made before fingerprints were kept: record them now
+        if not all(getattr(kernel, key).is_file() for key in CHECKED_FIELDS):
+            return None
+        save_record(out, kernel)
+        return kernel
+    for key in CHECKED_FIELDS:
+        if not cachefile.intact(getattr(kernel, key), fingerprints[key]):
+            cachefile.damaged(f"cached kernel {kernel.name}:", getattr(kernel, key))
+            return None
     return kernel
 
 
@@ -317,7 +342,6 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
         patches={p.name: _sha256(p) for p in spec.patches},
         config_sha256=_sha256(out / "config"), toolchain=toolchain,
     )
-    # Written last: its presence marks a complete build.
-    (out / "kernel.json").write_text(json.dumps(kernel.to_json(), indent=2) + "\n")
+    save_record(out, kernel)
     progress.done(f"built in {kernel.build_seconds:.0f}s -> {kernel.image}")
     return kernel

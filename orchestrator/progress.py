@@ -16,9 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import TextIO
 
-from orchestrator.errors import InfraError
-
-TAIL_LINES = 30
+from orchestrator.errors import TAIL_LINES, InfraError
 
 
 def clock(seconds: float) -> str:

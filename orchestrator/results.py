@@ -30,7 +30,6 @@ PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
 # KVM's documented behaviour where it departs from the spec: reported with
 # the rule it breaks, never counted as a pass.
 KNOWN_DEVIATION = "known-deviation"
-VERDICTS = (PASS, KNOWN_DEVIATION, SKIP, FAIL, ERROR)
 # The pseudo-suite of cases that behave differently than on the baseline kernel.
 DIFFERS = "differs"
 
@@ -140,7 +139,8 @@ def results_json(run_id: str, cases: list[Case]) -> str:
 
 
 def load_cases(run_dir: Path) -> list[Case]:
-    """A run's cases: results.json, or the .jsonl a run that died left behind."""
+    """A run's cases: results.json, or the .jsonl a run that died left behind
+    (a torn last line, from a kill -9 or a full disk, is skipped)."""
     done, lines = run_dir / "results.json", run_dir / "results.jsonl"
     if done.is_file():
         data = json.loads(done.read_text())
@@ -148,8 +148,13 @@ def load_cases(run_dir: Path) -> list[Case]:
             raise ValueError(f"{done}: schema_version {data.get('schema_version')!r},"
                              f" this rig reads {SCHEMA_VERSION}")
         return [Case.from_json(c) for c in data["cases"]]
-    return [Case.from_json(json.loads(line)) for line in lines.read_text().splitlines()
-            if line.strip()]
+    cases = []
+    for line in lines.read_text().splitlines():
+        try:
+            cases.append(Case.from_json(json.loads(line)))
+        except ValueError:  # the line being written when the run was killed
+            continue
+    return cases
 
 
 def exit_code(cases: list[Case]) -> int:

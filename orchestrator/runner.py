@@ -24,7 +24,7 @@ from orchestrator.budget import Budget
 from orchestrator.config import KernelSpec, QemuConfig, RigConfig, default_config_path
 from orchestrator.errors import InfraError, RigError
 from orchestrator.plan import Plan, make
-from orchestrator.results import DIFFERS, ERROR, FAIL, Case, RunRecord
+from orchestrator.results import DIFFERS, ERROR, FAIL, SKIP, Case, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Needs
 from orchestrator.targets.qemu import QemuTarget
@@ -101,25 +101,29 @@ class KernelRun:
             entry["targets"][boot_name] = {"suites": [s.name for s in suites],
                                            "qemu_command": shlex.join(target.command_line())}
             try:
-                self.on_target(target, suites, entry["targets"][boot_name])
+                self.on_target(target, suites)
             finally:
                 target.close()
+                entry["targets"][boot_name]["boot_seconds"] = target.boot_history
                 self.record.set_manifest()
 
-    def on_target(self, target: QemuTarget, suites: list[Suite], about: dict) -> None:
+    def on_target(self, target: QemuTarget, suites: list[Suite]) -> None:
         for position, suite in enumerate(suites):
             try:
                 if not target.running:  # the first suite, or the last one broke it
-                    about.setdefault("boot_seconds", []).append(target.reboot())
+                    target.reboot()
                     print(f"[{target.label}] ready in {target.boot_seconds:.1f}s:"
                           f" {target.ready_line}", file=sys.stderr)
             except InfraError as exc:
                 print(f"[{target.label}] {exc.message}", file=sys.stderr)
                 self.fail_all(suites[position:], exc)
                 return
-            started = time.monotonic()
-            self.run_suite(suite, target)
-            about.setdefault("suite_seconds", {})[suite.name] = round(time.monotonic() - started, 1)
+            unmet = suite.needs().unmet(target.capabilities)
+            if unmet:
+                for cid in self.plan.cases[suite.name]:
+                    self.add(suite.case(cid, SKIP, reason=unmet, outcome={"kind": "skipped"}))
+            else:
+                self.run_suite(suite, target)
             self.record.flush()
 
     def run_suite(self, suite: Suite, target: QemuTarget) -> None:

@@ -33,10 +33,6 @@ class Summary:
     boots: int
     windows: int
 
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
 
 @dataclass(frozen=True)
 class Comparison:

@@ -40,10 +40,14 @@ def timed_run(config: Path, kernels: list[str], env: dict[str, str]) -> dict:
     cases = json.loads((run_dir / "results.json").read_text())["cases"]
     kernels = {}
     for name, k in manifest["kernels"].items():
-        latency_boots = next((c["extra"]["boot_seconds"] for c in cases
-                              if c["kernel"] == name and c["scenario"] == "latency"), [])
+        suites: dict[str, float] = {}
+        for case in cases:
+            if case["kernel"] == name:
+                suites[case["suite"]] = round(suites.get(case["suite"], 0) + case["duration"], 2)
         kernels[name] = {"build_seconds": k["build_seconds"], "cached": k["cached"],
-                         "boot_seconds": [k.get("boot_seconds"), *latency_boots]}
+                         "boot_seconds": [b for t in k["targets"].values()
+                                          for b in t["boot_seconds"]],
+                         "suite_seconds": suites}
     return {"wall_seconds": round(seconds, 1), "exit": result.returncode,
             "run_dir": str(run_dir), "kernels": kernels,
             "boots": len(list(run_dir.glob("*/*.console.log")))}
@@ -54,9 +58,10 @@ def show(label: str, figures: dict) -> None:
           f" {figures['boots']} boots")
     for name, k in figures["kernels"].items():
         build = "cached" if k["cached"] else "built"
-        boots = ", ".join(f"{b:.2f}" for b in k["boot_seconds"] if b is not None)
+        boots = ", ".join(f"{b:.2f}" for b in k["boot_seconds"])
+        suites = ", ".join(f"{s} {t:.1f} s" for s, t in k["suite_seconds"].items())
         print(f"  {name}: {build} (build {k['build_seconds']:.1f} s),"
-              f" boot to ready per boot: {boots} s")
+              f" boot to ready per boot: {boots} s; suites: {suites}")
 
 
 def main() -> int:

@@ -120,7 +120,3 @@ def registry() -> dict[str, type[Suite]]:
                  and cls.__module__ == module.__name__]
         _REGISTRY = {cls.name: cls for cls in sorted(found, key=lambda c: (c.order, c.name))}
     return _REGISTRY
-
-
-def suite_of(case_id: str) -> str:
-    return case_id.split("/", 1)[0]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from orchestrator import expect, guest
+from orchestrator.errors import tail
 from orchestrator.results import FAIL, Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Target
@@ -85,4 +86,4 @@ class Counters(Suite):
         missing = [i for i in ids if i not in reported]
         if missing:
             yield from self.errors(missing, f"'{result.command}' exited {result.status}"
-                                            " before reporting this read", result.output[-2000:])
+                                            " before reporting this read", tail(result.output))

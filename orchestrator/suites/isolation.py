@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 
 from orchestrator import guest
+from orchestrator.errors import tail
 from orchestrator.results import FAIL, PASS, Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Needs, Target
@@ -127,7 +128,7 @@ class Isolation(Suite):
         summaries = [r for r in guest.parse_records(result.output) if r.get("kind") == "isolation"]
         if result.status != 0 or not summaries:
             yield from self.errors(ids, f"'{result.command}' exited {result.status}"
-                                        " without an isolation summary", result.output[-2000:])
+                                        " without an isolation summary", tail(result.output))
             return
         summary = summaries[-1]
         checks = {

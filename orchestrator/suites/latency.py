@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterator
 
 from orchestrator import guest, stats
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, tail
 from orchestrator.results import ERROR, PASS, Case, Measurement
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Capabilities, Needs, Target
@@ -83,6 +83,10 @@ class Latency(Suite):
         for key, top in (("iterations", 10**6), ("windows", MAX_WINDOWS), ("boots", 100)):
             if not 1 <= getattr(cfg, key) <= top:
                 fail(key, getattr(cfg, key), f"an integer from 1 to {top}")
+        if cfg.mode == "icount" and cfg.iterations % INSTRUCTIONS_PER_TICK:
+            # a tick is 100 instructions: other loop lengths give fractional figures
+            fail("iterations", cfg.iterations,
+                 f"a multiple of {INSTRUCTIONS_PER_TICK} in icount mode")
         if cfg.mode == "wallclock":
             if cfg.boots < WALLCLOCK_MIN_BOOTS:
                 fail("boots", cfg.boots, f">= {WALLCLOCK_MIN_BOOTS} in wallclock mode")
@@ -138,7 +142,7 @@ class Latency(Suite):
         if result.status != 0 or short:
             raise InfraError(f"{target.label}: '{command}' exited {result.status}"
                              + (f" with windows missing for {', '.join(short)}" if short else ""),
-                             details=result.output[-2000:])
+                             details=tail(result.output))
         return {test: window_figures(found) for test, found in windows.items()}
 
     def _judge(self, test: str, boots: stats.Boots) -> Case:

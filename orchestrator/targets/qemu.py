@@ -23,7 +23,7 @@ import pexpect
 
 from orchestrator.budget import Budget
 from orchestrator.config import QemuConfig
-from orchestrator.errors import InfraError
+from orchestrator.errors import TAIL_LINES, InfraError, tail
 from orchestrator.targets import Capabilities, CommandResult
 
 READY = re.compile(rb"RIG-READY[^\r\n]*\r*\n")
@@ -35,7 +35,6 @@ FATAL = re.compile(
     rb"|kernel BUG at[^\r\n]*"
     rb"|BUG: [^\r\n]*"
 )
-CONSOLE_TAIL_LINES = 30
 # The tty's canonical-mode line limit is 4096 bytes including the newline.
 MAX_COMMAND_LINE = 4000
 # Raw bytes per put() command: twice base64-encoded, it stays under MAX_COMMAND_LINE.
@@ -57,12 +56,11 @@ def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
     return cmd + list(extra_args)
 
 
-def console_tail(log: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+def console_tail(log: Path, lines: int = TAIL_LINES) -> str:
     try:
-        text = log.read_bytes().decode(errors="replace").replace("\r", "")
+        return tail(log.read_bytes().decode(errors="replace").replace("\r", ""), lines)
     except OSError:
         return ""
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 class QemuTarget:
@@ -79,13 +77,14 @@ class QemuTarget:
         self.label = label
         self.budget = budget
         self.capabilities = Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
-                                         memory_mb=memory_mb(qemu.memory), can_reboot=True)
+                                         memory_mb=qemu.memory_mb, can_reboot=True)
         self._log_dir = log_dir
         self._boot_name = boot_name
         self._boots = 0
         self._image, self._initramfs, self._extra_append = image, initramfs, extra_append
         self._extra_args = extra_args  # e.g. a network card (orchestrator.sshhost)
         self.boot_seconds: float | None = None
+        self.boot_history: list[float] = []  # seconds to ready, per boot
         self.ready_line = ""
         self._child: pexpect.spawn | None = None
         self._log_file: BinaryIO | None = None
@@ -143,6 +142,7 @@ class QemuTarget:
         self._child.logfile_read = self._log_file
         self._expect(READY, self.budget.limit("boot"), "the host to become ready")
         self.boot_seconds = round(time.monotonic() - started, 2)
+        self.boot_history.append(self.boot_seconds)
         self.ready_line = self._child.after.decode(errors="replace").strip()
         return self.boot_seconds
 
@@ -197,7 +197,7 @@ class QemuTarget:
         result = self.run(command)
         if result.status != 0:
             raise InfraError(f"{self.label}: '{command[:80]}' exited {result.status}",
-                             details=result.output[-2000:])
+                             details=tail(result.output))
         return result
 
     def wait(self) -> None:
@@ -227,15 +227,6 @@ class QemuTarget:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-
-
-def memory_mb(memory: str) -> int:
-    """QEMU's -m size (e.g. 512M, 2G, or plain MiB) in MiB."""
-    units = {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
-    number, unit = memory[:-1], memory[-1].upper()
-    if unit.isdigit():
-        number, unit = memory, ""
-    return int(float(number) * units[unit])
 
 
 def _kill_pidfile(pidfile: Path) -> None:

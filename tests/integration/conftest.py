@@ -12,10 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
-from orchestrator import config
+from orchestrator import config, results
 
 REPO = Path(__file__).resolve().parents[2]
 PATCHES = REPO / "images" / "patches"
@@ -41,6 +42,19 @@ def rig_variant(tmp_path: Path, edit) -> Path:
     path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def load_run(run_dir: Path) -> list[dict]:
+    """A run's cases from results.json, validated against the shipped schema v1."""
+    data = json.loads((run_dir / "results.json").read_text())
+    jsonschema.validate(data, json.loads(results.SCHEMA_PATH.read_text()))
+    return data["cases"]
+
+
+def run_cases(tmp_path: Path) -> list[dict]:
+    """The cases of the one run under tmp_path/results."""
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    return load_run(run_dir)
 
 
 def qemu_processes_mentioning(text: str) -> list[int]:

@@ -4,14 +4,22 @@ boot that never becomes ready, a command that hangs."""
 
 from __future__ import annotations
 
-import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA
 
-from .conftest import orchestrator, qemu_processes_mentioning, rig_variant
+from .conftest import (
+    load_run,
+    orchestrator,
+    qemu_processes_mentioning,
+    rig_variant,
+    run_cases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +85,7 @@ def test_boot_that_never_becomes_ready_times_out(built_kernels: dict, tmp_path: 
     # busybox's sleep as init: the kernel boots but the ready marker never comes.
     def shell_init(doc: dict) -> None:
         doc["qemu"]["append"] = "rdinit=/bin/busybox -- sleep 3600"
-        doc["qemu"]["boot_timeout"] = 20
+        doc["timeouts"]["boot"] = 20
 
     result = orchestrator("boot", "b922307a", "--", "true",
                           config=rig_variant(tmp_path, shell_init))
@@ -94,21 +102,33 @@ def test_command_that_hangs_times_out(built_kernels: dict, tmp_path: Path) -> No
     assert qemu_processes_mentioning(str(tmp_path)) == []
 
 
-def test_a_hung_scenario_is_an_infrastructure_error_and_earlier_results_stay(
+def test_a_hung_suite_is_an_infrastructure_error_and_earlier_results_stay(
         built_kernels: dict, tmp_path: Path) -> None:
     # An isolation run far longer than the command timeout allows.
     def hang_isolation(doc: dict) -> None:
-        doc["qemu"]["command_timeout"] = 15
-        doc["scenarios"]["isolation"]["exits"] = 100_000_000
+        doc["timeouts"]["command"] = 15
+        doc["suites"]["isolation"]["exits"] = 10_000_000
 
     result = orchestrator("run", "--kernel", "b922307a", config=rig_variant(tmp_path,
                                                                            hang_isolation))
     assert result.returncode == EXIT_INFRA, result.stderr[-2000:]
-    (run_dir,) = (tmp_path / "results").iterdir()
-    cases = json.loads((run_dir / "results.json").read_text())["cases"]
-    scenarios = {c["scenario"] for c in cases}
-    assert {"kvm-host", "counters", "boot"} <= scenarios
-    (error,) = [c for c in cases if c["verdict"] == "error"]
-    assert "timed out after 15s waiting for command" in error["reason"]
-    assert len([c for c in cases if c["scenario"] == "counters"]) == 96
+    cases = run_cases(tmp_path)
+    assert {c["suite"] for c in cases} == {"kvm-host", "counters", "isolation", "latency"}
+    assert len([c for c in cases if c["suite"] == "counters"]) == 96
+    errors = [c for c in cases if c["verdict"] == "error"]
+    # the hung run's cases, and the suite's cases after it, are errors with the cause
+    hung = [c for c in errors if "timed out after 15s waiting for command" in c["reason"]]
+    assert {c["id"] for c in hung} >= {"isolation/perf_user_access=0/pinned/host-policy",
+                                       "isolation/perf_user_access=0/pinned/guest-value"}
+    assert all(c["suite"] == "isolation" for c in errors)
+    # the latency suite boots its own target and still measures
+    assert {c["verdict"] for c in cases if c["suite"] == "latency"} == {"pass"}
+    # the printed rerun command reruns exactly that case (and it hangs again)
+    rerun = shlex.split(hung[0]["rerun"])
+    assert rerun[0] == "orchestrator"
+    again = subprocess.run([sys.executable, "-m", *rerun], capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == EXIT_INFRA, again.stderr[-2000:]
+    rerun_dir = Path(again.stdout.split("results: ")[1].split(" (exit")[0])
+    assert [(c["id"], c["verdict"]) for c in load_run(rerun_dir)] == [(hung[0]["id"], "error")]
     assert qemu_processes_mentioning(str(tmp_path)) == []

@@ -62,8 +62,8 @@ def history(built_kernels: dict, tmp_path_factory: pytest.TempPathFactory):
 
 
 def fast_checks(doc: dict) -> None:
-    doc["scenarios"]["isolation"] = {"perf_user_access": [1], "exits": 300, "migrate": False}
-    doc["scenarios"]["latency"] = {"boots": 1, "windows": 50}
+    doc["suites"]["isolation"] = {"perf_user_access": [1], "exits": 300, "migrate": False}
+    doc["suites"]["latency"] = {"boots": 1, "windows": 50}
 
 
 def bisect(tmp_path: Path, tree: Path, check: str, good: str, bad: str):

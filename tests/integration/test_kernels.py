@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.disasm import CSR_HSTATUS, CSR_SCOUNTEREN, function_csrs
 
-from .conftest import REPO, orchestrator, rig_variant
+from .conftest import REPO, load_run, orchestrator, rig_variant
 
 pytestmark = pytest.mark.integration
 KERNELS = ("b922307a-parent", "b922307a")
@@ -88,20 +88,22 @@ def test_readme_run_command_builds_boots_and_checks_every_kernel(
                             capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     (run_dir,) = (tmp_path / "results").iterdir()
-    cases = json.loads((run_dir / "results.json").read_text())["cases"]
-    assert {(c["kernel"], c["id"]) for c in cases if c["scenario"] == "kvm-host"} == {
+    cases = load_run(run_dir)
+    assert {(c["kernel"], c["id"]) for c in cases if c["suite"] == "kvm-host"} == {
         (k, check) for k in KERNELS
         for check in ("kvm-host/hypervisor-extension", "kvm-host/dev-kvm")
     }
     assert {c["verdict"] for c in cases} <= {"pass", "known-deviation"}
-    assert {c["scenario"] for c in cases} == {"kvm-host", "counters", "isolation", "latency"}
+    assert {c["suite"] for c in cases} == {"kvm-host", "counters", "isolation", "latency"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["qemu"]["version"].startswith("QEMU emulator version 1")
     assert manifest["reproduce"].startswith("orchestrator -c ")
     for kernel in KERNELS:
         assert (run_dir / kernel / "boot.console.log").is_file()
         entry = manifest["kernels"][kernel]
-        assert entry["boot_seconds"] > 0 and entry["toolchain"] and entry["patches"]
-        assert entry["qemu_command"].startswith("qemu-system-riscv64 -M virt")
+        assert entry["toolchain"] and entry["patches"]
+        assert entry["targets"]["boot"]["boot_seconds"][0] > 0
+        assert entry["targets"]["boot"]["qemu_command"].startswith("qemu-system-riscv64 -M virt")
+        assert "-icount shift=0,sleep=off" in entry["targets"]["latency"]["qemu_command"]
     assert "b922307a-parent" in result.stdout and "known-deviation" in result.stdout
     assert (run_dir / "junit.xml").read_text().count("<testcase") == len(cases)

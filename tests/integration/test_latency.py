@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, orchestrator, rig_variant
+from .conftest import REPO, load_run, orchestrator, rig_variant
 
 pytestmark = pytest.mark.integration
 TESTS = ("emulated-csr", "sbi-in-kernel", "user-exit")
@@ -17,8 +17,8 @@ NOPS = 25  # tests/patches/0201-test-25-nops-in-world-switch.patch
 
 
 def latency_only(doc: dict) -> None:
-    doc["scenarios"]["counters"] = {"enabled": False}
-    doc["scenarios"]["isolation"] = {"enabled": False}
+    doc["suites"]["counters"] = {"enabled": False}
+    doc["suites"]["isolation"] = {"enabled": False}
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,16 @@ def icount_run(built_kernels: dict, tmp_path_factory: pytest.TempPathFactory):
 def test_icount_figures_are_identical_across_three_boots(icount_run) -> None:
     result, run_dir = icount_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    cases = json.loads((run_dir / "results.json").read_text())["cases"]
-    latency = [c for c in cases if c["scenario"] == "latency"]
+    cases = load_run(run_dir)
+    latency = [c for c in cases if c["suite"] == "latency"]
     assert len(latency) == 3 * len(TESTS)
     for case in latency:
-        picks = case["extra"]["per_boot_min"]
+        measurement = case["measurement"]
+        picks = [min(windows) for windows in measurement["samples"]]
         assert len(picks) == 3 and len(set(picks)) == 1, (case["kernel"], case["id"], picks)
-        assert case["extra"]["figure"] == picks[0] > 0
-        assert "emulated" in case["observed"]
+        assert measurement["value"] == picks[0] > 0
+        assert (measurement["unit"], measurement["method"]) == ("instructions", "exact")
+        assert "emulated" in case["details"]["observed"]
 
 
 def test_added_nops_measure_as_exactly_that_many_instructions_slower(icount_run) -> None:
@@ -57,8 +59,8 @@ def test_added_nops_measure_as_exactly_that_many_instructions_slower(icount_run)
     comparisons = json.loads((run_dir / "compare.json").read_text())
     (nops,) = [c for c in comparisons if c["b"] == "nops-25"]
     assert nops["a"] == "b922307a"
-    assert set(nops["latency"]) == set(TESTS)
-    for test, figures in nops["latency"].items():
+    assert set(nops["measurements"]) == {f"latency/{t}" for t in TESTS}
+    for test, figures in nops["measurements"].items():
         assert figures["difference"] == NOPS, (test, figures)
         assert figures["verdict"] == "slower"
     report = (run_dir / "report.md").read_text()
@@ -71,21 +73,21 @@ def test_report_states_the_exact_difference_of_b922307a_and_its_parent(icount_ru
     (parent,) = [c for c in comparisons if c["b"] == "b922307a-parent"]
     report = (run_dir / "report.md").read_text()
     assert "## b922307a-parent against b922307a" in report
-    assert "emulated under QEMU TCG with -icount shift=0" in report
-    for test, figures in parent["latency"].items():
+    assert "emulated (QEMU TCG, -icount shift=0: instructions, exact)" in report
+    for test, figures in parent["measurements"].items():
         difference = figures["difference"]
         assert difference == round(difference)  # whole instructions, no noise
         expected = "same" if difference == 0 else ("slower" if difference > 0 else "faster")
         assert figures["verdict"] == expected
         assert f"| {test} | {figures['a']['median']:.1f} instructions |" in report
-    assert (run_dir / "latency.png").stat().st_size > 10_000
+    assert (run_dir / "measurements.png").stat().st_size > 10_000
 
 
 def test_wallclock_runs_of_one_kernel_compare_as_same_or_inconclusive(
         built_kernels: dict, tmp_path: Path) -> None:
     def wallclock(doc: dict) -> None:
         latency_only(doc)
-        doc["scenarios"]["latency"] = {"mode": "wallclock", "boots": 5, "windows": 30}
+        doc["suites"]["latency"] = {"mode": "wallclock", "boots": 5, "windows": 30}
 
     config = rig_variant(tmp_path, wallclock)
     for _ in range(2):
@@ -96,11 +98,11 @@ def test_wallclock_runs_of_one_kernel_compare_as_same_or_inconclusive(
     assert compared.returncode == 0, compared.stderr
     comparison = json.loads(
         (tmp_path / "results" / f"compare-{run_a}-vs-{run_b}" / "compare.json").read_text())
-    verdicts = {test: c["verdict"] for test, c in comparison[0]["latency"].items()}
-    assert set(verdicts) == set(TESTS)
+    verdicts = {test: c["verdict"] for test, c in comparison[0]["measurements"].items()}
+    assert set(verdicts) == {f"latency/{t}" for t in TESTS}
     assert set(verdicts.values()) <= {"same", "inconclusive"}, comparison
-    for c in comparison[0]["latency"].values():
-        assert c["mode"] == "wallclock" and c["unit"] == "ns"
+    for c in comparison[0]["measurements"].values():
+        assert c["method"] == "distribution" and c["unit"] == "ns"
         assert c["a"]["boots"] == 5 and c["a"]["windows"] == 5 * 30
         assert c["ci_low"] < c["ci_high"] and 0 <= c["p_value"] <= 1
     assert "latency/sbi-in-kernel: " in compared.stdout
@@ -123,5 +125,6 @@ def test_bench_script_reports_figures(built_kernels: dict, tmp_path: Path) -> No
     figures = json.loads(Path(result.stdout.split("figures: ")[1].strip()).read_text())
     kernel = figures["warm"]["kernels"]["b922307a"]
     assert kernel["cached"] is True and kernel["build_seconds"] > 0
-    assert len(kernel["boot_seconds"]) == 1 + 3  # the scenarios' boot and 3 latency boots
+    assert len(kernel["boot_seconds"]) == 1 + 3  # kvm-host's boot and 3 latency boots
+    assert set(kernel["suite_seconds"]) == {"kvm-host", "latency"}
     assert figures["warm"]["boots"] == 4 and figures["warm"]["wall_seconds"] > 0

@@ -1,4 +1,4 @@
-"""The counters and isolation scenarios on real kernels: the two real kernels
+"""The counters and isolation suites on real kernels: the two real kernels
 pass (KVM's documented deviations reported as such, identically), and kernels
 carrying deliberate bugs (tests/patches/) are caught with the rule they break."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, orchestrator, rig_variant
+from .conftest import REPO, orchestrator, rig_variant, run_cases
 
 pytestmark = pytest.mark.integration
 REAL = ("b922307a-parent", "b922307a")
@@ -22,13 +22,8 @@ BUGS = {
 }
 
 
-def run_cases(tmp_path: Path) -> list[dict]:
-    (run_dir,) = (tmp_path / "results").iterdir()
-    return json.loads((run_dir / "results.json").read_text())["cases"]
-
-
 def with_bug_kernels(doc: dict) -> None:
-    doc["scenarios"]["latency"] = {"enabled": False}  # test_latency.py covers it
+    doc["suites"]["latency"] = {"enabled": False}  # test_latency.py covers it
     commit = doc["kernels"][1]
     for name, (patch, _) in BUGS.items():
         doc["kernels"].append({**commit, "name": name,
@@ -50,26 +45,32 @@ def test_real_kernels_pass_with_known_deviations_named(bug_run) -> None:
         verdicts = Counter(c["verdict"] for c in mine)
         assert set(verdicts) == {"pass", "known-deviation"}, [
             (c["id"], c["reason"]) for c in mine if c["verdict"] not in ("pass", "known-deviation")]
-        counter_cases = [c for c in mine if c["scenario"] == "counters"]
+        counter_cases = [c for c in mine if c["suite"] == "counters"]
         assert len(counter_cases) == 6 * 4 * 2 * 2  # scounteren x counter x mode x PMU
-        rules = {c["extra"]["rule"] for c in counter_cases if c["verdict"] == "known-deviation"}
+        rules = {c["rule"] for c in counter_cases if c["verdict"] == "known-deviation"}
         assert rules == {"kvm-unconfigured-counter-traps", "kvm-ignores-guest-scounteren"}
-        assert any(c["scenario"] == "isolation" for c in mine)
+        isolation = [c for c in mine if c["suite"] == "isolation"]
+        assert len(isolation) == 12
+        # "pinned" means one host CPU for the whole run, "migrating" at least two
+        for c in isolation:
+            cpus = c["details"]["summary"]["cpus"]
+            assert len(cpus) == 1 if "/pinned/" in c["id"] else len(cpus) >= 2, (c["id"], cpus)
     # KVM ignores the guest's bit: a VU cycle read with scounteren 0 returns a value
     (vu_read,) = [c for c in cases if c["kernel"] == "b922307a"
                   and c["id"] == "counters/pmu/VU/cycle/scounteren=0x0"]
     assert vu_read["verdict"] == "known-deviation"
-    assert vu_read["extra"]["record"]["outcome"] == "value"
+    assert vu_read["details"]["record"]["outcome"] == "value"
+    assert vu_read["outcome"] == {"kind": "value"}
     assert vu_read["reason"].startswith("kvm-ignores-guest-scounteren: ")
 
 
 def test_real_kernels_behave_identically(bug_run) -> None:
     _, cases = bug_run
-    assert not [c for c in cases if c["scenario"] == "differs" and c["kernel"] in REAL]
+    assert not [c for c in cases if c["suite"] == "differs" and c["kernel"] in REAL]
     by_id = {}
     for c in cases:
-        if c["kernel"] in REAL and c["scenario"] == "counters":
-            by_id.setdefault(c["id"], set()).add((c["verdict"], c["observed"].split(" ")[0]))
+        if c["kernel"] in REAL and c["suite"] == "counters":
+            by_id.setdefault(c["id"], set()).add((c["verdict"], c["outcome"]["kind"]))
     assert all(len(outcomes) == 1 for outcomes in by_id.values())
 
 
@@ -81,7 +82,7 @@ def test_each_bug_kernel_fails_with_the_rule_it_breaks(bug_run, kernel: str) -> 
     rule = BUGS[kernel][1]
     named = [c for c in failures if rule in c["id"] or c["reason"].startswith(rule)]
     assert named, [(c["id"], c["reason"]) for c in failures][:5]
-    assert all("rerun" in c["extra"] for c in failures)
+    assert all(c["rerun"] for c in failures)
     assert f"fail: {kernel} {named[0]['id']}: " in result.stdout
 
 
@@ -93,7 +94,7 @@ def test_only_reruns_one_case_and_prints_its_record(built_kernels: dict, tmp_pat
     (only,) = run_cases(tmp_path)
     assert (only["id"], only["kernel"], only["verdict"]) == (case, "b922307a", "known-deviation")
     printed = json.loads(result.stdout.split("\n--- console of b922307a")[0])
-    assert printed["extra"]["record"]["mode"] == "VU"
+    assert printed["details"]["record"]["mode"] == "VU"
     assert "--scounteren 0x0" in result.stdout and "--pmu" in result.stdout  # the console
 
 
@@ -101,4 +102,4 @@ def test_only_rejects_an_unknown_case_id(tmp_path: Path) -> None:
     result = orchestrator("run", "--kernel", "b922307a", "--only", "counters/VU/cycle",
                           config=rig_variant(tmp_path, lambda doc: None))
     assert result.returncode == 2
-    assert "--only: 'counters/VU/cycle' is not a case id" in result.stderr
+    assert "--only: 'counters/VU/cycle' matches no case id" in result.stderr

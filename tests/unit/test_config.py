@@ -210,6 +210,7 @@ def test_migration_needs_two_host_cpus(tmp_path: Path) -> None:
     ("isolation", "exits", -5, "an integer from 3 to"),
     ("latency", "windows", 9000, "an integer from 1 to 8192"),
     ("latency", "mode", "fast", "icount or wallclock"),
+    ("latency", "iterations", 150, "a multiple of 100 in icount mode"),
 ])
 def test_suite_values_are_checked_against_their_range(tmp_path: Path, section: str, key: str,
                                                       value: object, expected: str) -> None:

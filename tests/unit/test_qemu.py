@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.config import QemuConfig
-from orchestrator.targets.qemu import FATAL, memory_mb, qemu_command
+from orchestrator.targets.qemu import FATAL, qemu_command
 
 
 def test_command_carries_cpu_console_and_no_reboot() -> None:
@@ -36,4 +36,5 @@ def test_fatal_console_patterns() -> None:
 
 
 def test_memory_sizes_in_mib() -> None:
-    assert [memory_mb(m) for m in ("512M", "512", "2G", "1.5G")] == [512, 512, 2048, 1536]
+    sizes = [QemuConfig(memory=m).memory_mb for m in ("512M", "512", "2G", "1.5G", "1g")]
+    assert sizes == [512, 512, 2048, 1536, 1024]
