@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
+import json
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator import debian
+from orchestrator import cachefile, debian
 from orchestrator.config import SshTarget
 from orchestrator.image import Entry, write_cpio
 from orchestrator.progress import Progress
@@ -64,41 +65,35 @@ _ETC = {
 HOST_KEY = "etc/dropbear/dropbear_ed25519_host_key"
 
 
-def _unpacked(cache_dir: Path, package: str, progress: Progress | None) -> Path:
-    """The package's files, unpacked once per .deb content."""
-    deb = debian.fetch(cache_dir, package, progress=progress)
-    digest = hashlib.sha256(deb.read_bytes()).hexdigest()[:16]
-    root = cache_dir / "ssh-host" / f"{package}-{digest}"
-    if not (root / ".complete").is_file():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        (root / ".complete").touch()
-    return root
-
-
-def addon_entries(cache_dir: Path, progress: Progress | None = None) -> list[Entry]:
-    """The SSH add-on's members (library symlinks resolved to their files)."""
-    roots = {package: _unpacked(cache_dir, package, progress) for package in PACKAGES}
+def addon_entries(debs: dict[str, Path], scratch: Path) -> list[Entry]:
+    """The SSH add-on's members, from the packages' .debs unpacked under scratch
+    (library symlinks resolved to their files)."""
+    for package, deb in debs.items():
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch / package)], check=True)
     entries = [Entry(d, stat.S_IFDIR | 0o755) for d in _DIRS]
     for name, (package, member) in FILES.items():
-        entries.append(Entry(name, stat.S_IFREG | 0o755, (roots[package] / member).read_bytes()))
+        entries.append(Entry(name, stat.S_IFREG | 0o755, (scratch / package / member).read_bytes()))
     entries += [Entry(name, stat.S_IFREG | 0o644, data) for name, data in _ETC.items()]
     return entries
 
 
 def addon_cpio(cache_dir: Path, progress: Progress | None = None) -> Path:
-    entries = addon_entries(cache_dir, progress)
-    digest = hashlib.sha256()
-    for entry in entries:
-        digest.update(f"{entry.name}\0{entry.mode}\0".encode() + entry.data)
-    out = cache_dir / "initramfs" / f"ssh-{digest.hexdigest()[:16]}.cpio"
-    if not out.is_file():
+    """The SSH add-on archive, named by what goes in (the checked .debs, the file
+    list) and sealed like the rig's other cache entries (orchestrator.cachefile)."""
+    debs = {package: debian.fetch(cache_dir, package, progress=progress) for package in PACKAGES}
+    recipe = {"files": FILES, "etc": {name: data.decode() for name, data in _ETC.items()},
+              "debs": {package: hashlib.sha256(deb.read_bytes()).hexdigest()
+                       for package, deb in debs.items()}}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    out = cache_dir / "initramfs" / f"ssh-{digest[:16]}.cpio"
+    if not cachefile.usable(out, "ssh initramfs"):
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".partial")
-        with partial.open("wb") as stream:
-            write_cpio(entries, stream)
+        with tempfile.TemporaryDirectory(dir=out.parent) as scratch, \
+                partial.open("wb") as stream:
+            write_cpio(addon_entries(debs, Path(scratch)), stream)
         partial.rename(out)
+        cachefile.seal(out)
     return out
 
 
