@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -28,11 +29,13 @@ from orchestrator import (
     nightly,
     plan,
     provision,
+    remote,
     report,
     reproduce,
     results,
     runner,
     squad,
+    sshhost,
     store,
 )
 from orchestrator.budget import Budget
@@ -40,6 +43,7 @@ from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
 from orchestrator.targets.qemu import QemuTarget, console_tail
+from orchestrator.targets.ssh import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
 
@@ -68,7 +72,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _boot(args: argparse.Namespace, extra_append: str = "") -> QemuTarget:
+def _boot(args: argparse.Namespace, extra_append: str = "",
+          ssh_entry: list[config.SshTarget] | None = None) -> QemuTarget:
+    """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too."""
     rig = _load(args)
     built = kernel.build(rig, rig.kernel(args.kernel))
     initramfs = guest.host_initramfs(rig.cache_dir)
@@ -76,10 +82,17 @@ def _boot(args: argparse.Namespace, extra_append: str = "") -> QemuTarget:
     timeouts = rig.timeouts
     if getattr(args, "timeout", None):
         timeouts = dataclasses.replace(timeouts, command=args.timeout)
+    boot_name = f"{args.kernel}-{stamp}-{os.getpid()}"
+    extra_args: tuple[str, ...] = ()
+    if ssh_entry is not None:
+        initramfs, extra_args, entry = sshhost.prepare(
+            rig.cache_dir, initramfs, rig.results_dir / "boots" / f"{boot_name}-ssh",
+            f"{args.kernel}-ssh")
+        ssh_entry.append(entry)
+        extra_append = " ".join(filter(None, (extra_append, sshhost.KERNEL_ARG)))
     target = QemuTarget(rig.qemu, built.image, initramfs, rig.results_dir / "boots",
-                        label=args.kernel, budget=Budget(timeouts),
-                        boot_name=f"{args.kernel}-{stamp}-{os.getpid()}",
-                        extra_append=extra_append)
+                        label=args.kernel, budget=Budget(timeouts), boot_name=boot_name,
+                        extra_append=extra_append, extra_args=extra_args)
     print(f"[{args.kernel}] booting; console log: {target.console_log}", file=sys.stderr)
     try:
         seconds = target.boot()
@@ -90,7 +103,30 @@ def _boot(args: argparse.Namespace, extra_append: str = "") -> QemuTarget:
     return target
 
 
+def cmd_boot_ssh(args: argparse.Namespace) -> int:
+    if args.command:
+        raise BadInput("boot --ssh: takes no command; use the ssh command it prints")
+    # Ctrl-C ends it, even when started where SIGINT is ignored (a script's `&`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    entries: list[config.SshTarget] = []
+    with _boot(args, ssh_entry=entries) as target:
+        entry = entries[0]
+        snippet = entry.key_file.parent / "target.yaml"
+        snippet.write_text(sshhost.entry_yaml(entry))
+        print(f"[{args.kernel}] host key {sshhost.fingerprint(entry.known_hosts)}",
+              file=sys.stderr)
+        print(SshTarget(entry, entry.key_file.parent, target.budget).ssh_command())
+        print(f"rig.yaml target entry: {snippet}")
+        print("Ctrl-C stops the host", file=sys.stderr)
+        sys.stdout.flush()
+        target.wait()
+    print(f"[{args.kernel}] the host stopped (QEMU exited)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_boot(args: argparse.Namespace) -> int:
+    if args.ssh:
+        return cmd_boot_ssh(args)
     if not args.command:
         raise BadInput("boot: give a command after '--', e.g. boot KERNEL -- uname -a")
     with _boot(args) as target:
@@ -123,13 +159,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     rig = _load(args)
-    record = runner.run(rig, args.kernel, args.only)
+    if args.target and rig.target(args.target):
+        if args.kernel:
+            raise BadInput(f"run --target {args.target}: an ssh target runs the kernel it has;"
+                           " --kernel does not apply")
+        record = remote.run(rig, rig.target(args.target), args.only)
+        args.kernel = [args.target]
+    else:
+        record = runner.run(rig, args.kernel, args.only)
     if args.only:
         for case in record.cases:
             print(json.dumps(case.to_json(), indent=2))
         for name in args.kernel or [k.name for k in rig.kernels]:
-            print(f"--- console of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
-            print(console_tail(record.console_log(name), CONSOLE_CONTEXT_LINES))
+            log, what = record.console_log(name), "console"
+            if args.target and rig.target(args.target):
+                log, what = log.parent / f"{name}.ssh.log", "ssh session"
+            print(f"--- {what} of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
+            print(console_tail(log, CONSOLE_CONTEXT_LINES))
     print(report.summary_table(record.cases))
     compared = record.dir / "compare.json"
     if compared.is_file():
@@ -342,10 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print name, key, paths, seconds as JSON")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("boot", usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...",
-                       help="boot a kernel, run one command in the host, exit with its status")
+    p = sub.add_parser("boot", usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
+                                     "       orchestrator boot --ssh KERNEL",
+                       help="boot a kernel, run one command in the host, exit with its status;"
+                            " or (--ssh) keep it running, reachable over SSH")
     p.add_argument("kernel", metavar="KERNEL")
     p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
+    p.add_argument("--ssh", action="store_true",
+                   help="start dropbear in the host, forward a port of 127.0.0.1 to it, print"
+                        " the ssh command and a rig.yaml target entry; run until Ctrl-C")
     p.set_defaults(func=cmd_boot)
 
     p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
@@ -365,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="GLOB",
                    help="only the cases whose id matches GLOB (e.g. a case id printed with a"
                         " failure, or 'counters/pmu/VU/*'); prints their records and the console")
+    p.add_argument("--target", metavar="NAME",
+                   help="a rig.yaml target: qemu (default: build and boot the kernels) or an"
+                        " ssh entry (run on the host it names, as it is)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="compare two runs: latency A/B and counter differences;"

@@ -116,6 +116,30 @@ class KernelSpec:
     config: tuple[Path, ...]
 
 
+QEMU_TARGET = "qemu"  # the default target: the rig builds and boots its kernels
+HOST_KEY_POLICIES = ("verify", "accept-new")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """A host the rig neither builds nor boots, reached over SSH (orchestrator.targets.ssh).
+
+    Authentication is by key only: key_file, or the keys of a running ssh-agent.
+    host_keys: "verify" (the host's key must be in known_hosts) or "accept-new"
+    (an unknown key is accepted and added to known_hosts; a changed one never is).
+    """
+
+    name: str
+    host: str
+    port: int = 22
+    user: str = "root"
+    key_file: Path | None = None
+    agent: bool = False
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    host_keys: str = "verify"
+    reboot_command: str | None = None  # e.g. "systemctl reboot"; None: cannot reboot
+
+
 @dataclass(frozen=True)
 class RigConfig:
     path: Path
@@ -127,6 +151,7 @@ class RigConfig:
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
+    targets: dict[str, SshTarget] = field(default_factory=dict)  # besides QEMU_TARGET
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def check_directories(self) -> None:
@@ -146,6 +171,15 @@ class RigConfig:
                 return spec
         known = ", ".join(k.name for k in self.kernels)
         raise BadInput(f"{self.path}: no kernel named {name!r} (kernels: {known})")
+
+    def target(self, name: str) -> SshTarget | None:
+        """The ssh target called name; None for QEMU_TARGET."""
+        if name == QEMU_TARGET:
+            return None
+        if name not in self.targets:
+            known = ", ".join([QEMU_TARGET, *self.targets])
+            raise BadInput(f"{self.path}: no target named {name!r} (targets: {known})")
+        return self.targets[name]
 
 
 def default_cache_dir() -> Path:
@@ -368,6 +402,66 @@ def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
     return configs
 
 
+@dataclass(frozen=True)
+class _SshScalars:
+    """The scalar keys of an ssh target entry, as rig.yaml spells them."""
+
+    host: str = ""
+    port: int = 22
+    user: str = "root"
+    agent: bool = False
+    host_keys: str = "verify"
+    reboot_command: str | None = None
+
+
+def _ssh_target(reader: _Reader, name: str, value: Any) -> SshTarget:
+    where = f"targets.{name}"
+    scalars = [f.name for f in dataclasses.fields(_SshScalars)]
+    raw = dict(reader.mapping(where, value, ["type", *scalars, "key_file", "known_hosts"]))
+    raw.pop("type")
+    key_file, known_hosts = raw.pop("key_file", None), raw.pop("known_hosts", None)
+    entry = reader.dataclass(where, raw, _SshScalars)
+    if not entry.host:
+        reader.fail(f"{where}.host", value.get("host"), "a host name or address")
+    if not 1 <= entry.port <= 65535:
+        reader.fail(f"{where}.port", entry.port, "a TCP port, 1 to 65535")
+    if not entry.user:
+        reader.fail(f"{where}.user", entry.user, "a user name")
+    if entry.host_keys not in HOST_KEY_POLICIES:
+        reader.fail(f"{where}.host_keys", entry.host_keys, " or ".join(HOST_KEY_POLICIES))
+    if key_file is None and not entry.agent:
+        reader.fail(f"{where}.key_file", None, "a private key file (or 'agent: true')")
+    if key_file is not None:
+        key_file = str(Path(reader.scalar(f"{where}.key_file", key_file, str)).expanduser())
+        key_file = reader.existing_file(f"{where}.key_file", key_file)
+    hosts = Path(reader.scalar(f"{where}.known_hosts", known_hosts, str)) if known_hosts \
+        else SshTarget.known_hosts
+    return SshTarget(name=name, key_file=key_file,
+                     known_hosts=(reader.base / hosts.expanduser()).resolve(),
+                     **dataclasses.asdict(entry))
+
+
+def _targets(reader: _Reader, value: Any) -> dict[str, SshTarget]:
+    """`targets:` name -> entry; `type: ssh` entries, or `qemu: {type: qemu}` (the default)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        reader.fail("targets", value, "a mapping of target names to entries")
+    targets = {}
+    for name, entry in value.items():
+        where = f"targets.{_name(reader, 'targets', name)}"
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if name == QEMU_TARGET:
+            reader.mapping(where, entry, ["type"])
+            if kind != "qemu":
+                reader.fail(f"{where}.type", kind, "qemu (the rig's own QEMU, see 'qemu:')")
+        elif kind == "ssh":
+            targets[name] = _ssh_target(reader, name, entry)
+        else:
+            reader.fail(f"{where}.type", kind, "ssh")
+    return targets
+
+
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
     its `results_dir`, else results_dir, else ./results."""
@@ -375,7 +469,7 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     doc = read_yaml(path)
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "suites", "timeouts", "nightly",
+                         ["qemu", "sources", "kernels", "suites", "timeouts", "nightly", "targets",
                           "cache_dir", "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
@@ -436,4 +530,5 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         suites=suites,
         timeouts=timeouts,
         nightly=nightly,
+        targets=_targets(reader, top.get("targets")),
     )

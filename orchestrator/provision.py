@@ -29,8 +29,9 @@ PACKAGES = (
     "make", "gcc", "libc6-dev", "bc", "bison", "flex", "perl", "libssl-dev", "libelf-dev",
     "xz-utils", "ccache", "git",
 )
-PYTHON_MODULES = {"yaml": "pyyaml", "pexpect": "pexpect", "numpy": "numpy", "scipy": "scipy",
-                  "matplotlib": "matplotlib", "pytest": "pytest"}
+PYTHON_MODULES = {"yaml": "pyyaml", "pexpect": "pexpect", "paramiko": "paramiko",
+                  "numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib",
+                  "pytest": "pytest"}
 BACKPORTS_SOURCE = Path("/etc/apt/sources.list.d/riscv-kvm-rig-backports.sources")
 
 

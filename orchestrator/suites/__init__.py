@@ -33,7 +33,7 @@ from typing import Any, ClassVar, NoReturn
 
 from orchestrator.errors import BadInput
 from orchestrator.results import ERROR, Case
-from orchestrator.targets import Needs, Target
+from orchestrator.targets import Capabilities, Needs, Target
 
 SUITE_PATH_ENV = "RIG_SUITE_PATH"
 
@@ -63,6 +63,12 @@ class Suite:
 
     def needs(self) -> Needs:
         return Needs()
+
+    def adapt(self, caps: Capabilities) -> Suite:
+        """This suite as it runs on a target the rig did not boot (an ssh host, whose
+        capabilities are fixed): a copy that trades a preference for what caps offer,
+        or self. Needs that remain unmet then skip the suite."""
+        return self
 
     def plan(self) -> list[str]:
         raise NotImplementedError

@@ -43,7 +43,7 @@ KERNEL_ARGS = "console=ttyS0 earlycon=sbi panic=-1"
 
 
 def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
-                 extra_append: str = "") -> list[str]:
+                 extra_append: str = "", extra_args: tuple[str, ...] = ()) -> list[str]:
     append = " ".join(part for part in (KERNEL_ARGS, qemu.append, extra_append) if part)
     cmd = [
         qemu.binary, "-M", qemu.machine, "-cpu", qemu.cpu, "-smp", str(qemu.smp),
@@ -53,7 +53,7 @@ def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
     ]
     if qemu.icount:
         cmd += ["-icount", qemu.icount]
-    return cmd
+    return cmd + list(extra_args)
 
 
 def console_tail(log: Path, lines: int = TAIL_LINES) -> str:
@@ -72,7 +72,7 @@ class QemuTarget:
 
     def __init__(self, qemu: QemuConfig, image: Path, initramfs: Path, log_dir: Path,
                  label: str, budget: Budget, boot_name: str = "boot",
-                 extra_append: str = "") -> None:
+                 extra_append: str = "", extra_args: tuple[str, ...] = ()) -> None:
         self.qemu = qemu
         self.label = label
         self.budget = budget
@@ -82,6 +82,7 @@ class QemuTarget:
         self._boot_name = boot_name
         self._boots = 0
         self._image, self._initramfs, self._extra_append = image, initramfs, extra_append
+        self._extra_args = extra_args  # e.g. a network card (orchestrator.sshhost)
         self.boot_seconds: float | None = None
         self.boot_history: list[float] = []  # seconds to ready, per boot
         self.ready_line = ""
@@ -96,7 +97,8 @@ class QemuTarget:
 
     def command_line(self) -> list[str]:
         return qemu_command(self.qemu, self._image, self._initramfs,
-                            self.console_log.with_suffix(".pid"), self._extra_append)
+                            self.console_log.with_suffix(".pid"), self._extra_append,
+                            self._extra_args)
 
     def __enter__(self) -> QemuTarget:
         return self
@@ -197,6 +199,12 @@ class QemuTarget:
             raise InfraError(f"{self.label}: '{command[:80]}' exited {result.status}",
                              details=tail(result.output))
         return result
+
+    def wait(self) -> None:
+        """Log the console until QEMU exits (Ctrl-C interrupts)."""
+        assert self._child is not None, "boot() first"
+        self._child.expect(pexpect.EOF, timeout=None)
+        self.close()
 
     def interact(self) -> None:
         """Hand the console to the user's terminal until QEMU exits or Ctrl-]."""

@@ -1,0 +1,137 @@
+"""`orchestrator run --target NAME` with an ssh entry: the plan on a host as it is.
+
+Nothing is built or booted. The rig connects, records what it found
+(`uname -a`, the kernel config, the CPUs' ISA strings, the capabilities)
+in manifest.json, copies the guest-test binaries over SFTP to the place
+they have in the rig's own host (/usr/lib/rig), then runs the suites in
+the same order and with the same judging as on QEMU. The cases' `kernel`
+is the target's name.
+
+A suite first adapts to the target (Suite.adapt: latency measures
+wall-clock time where exact timing is missing); a suite whose needs the
+target still cannot meet is skipped with Needs.unmet()'s reason. An
+infrastructure error (a lost connection, a timeout) turns the cases it
+prevented into `error` cases; the cases before it are kept, and the next
+suite reconnects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from orchestrator import __version__, guest, image
+from orchestrator.budget import Budget
+from orchestrator.config import RigConfig, SshTarget, default_config_path
+from orchestrator.errors import InfraError
+from orchestrator.plan import Plan, make
+from orchestrator.results import ERROR, FAIL, SKIP, Case, RunRecord
+from orchestrator.runner import KernelRun
+from orchestrator.suites import Suite
+from orchestrator.targets.ssh import SshTarget as SshConnection
+
+
+def rerun_command(rig: RigConfig, target: str, only: str | None = None) -> str:
+    args = ["orchestrator"]
+    if rig.path != default_config_path().resolve():
+        args += ["-c", str(rig.path)]
+    args += ["run", "--target", target]
+    if only:
+        args += ["--only", only]
+    return shlex.join(args)
+
+
+class TargetRun(KernelRun):
+    """The plan's suites on one ssh target, cases recorded under the target's name."""
+
+    def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, entry: SshTarget,
+                 budget: Budget) -> None:
+        # KernelRun's suite running and error cases, without a kernel to build
+        self.rig, self.plan, self.record, self.budget = rig, plan, record, budget
+        self.entry = entry
+
+    def add(self, case: Case, log: Path | None = None) -> None:
+        case.kernel = self.entry.name
+        case.log = case.log or (self.record.relative(log) if log else "")
+        if case.verdict in (FAIL, ERROR):
+            case.rerun = rerun_command(self.rig, self.entry.name, case.id)
+        self.record.add(case)
+
+    def run(self) -> None:
+        target = SshConnection(self.entry, self.record.dir / self.entry.name, self.budget,
+                               self.rig.path)
+        about: dict = {"target": {"type": "ssh", "address": target.address,
+                                  "host_keys": self.entry.host_keys}}
+        self.record.manifest["kernels"][self.entry.name] = about
+        try:
+            self._start(target, about)
+        except InfraError as exc:
+            print(f"[{target.label}] {exc.message}", file=sys.stderr)
+            self.fail_all(list(self.plan.suites), exc)
+            target.close()
+            self.record.set_manifest()
+            return
+        try:
+            for suite in self.plan.suites:
+                self._suite(suite, target, about)
+        finally:
+            target.close()
+            self.record.set_manifest()
+
+    def _start(self, target: SshConnection, about: dict) -> None:
+        print(f"[{target.label}] connecting to {target.address}", file=sys.stderr)
+        about["connect_seconds"] = target.connect()
+        about.update(target.describe(self.record.dir / self.entry.name))
+        if about["machine"] != "riscv64":
+            raise InfraError(f"{target.label}: {target.address} is {about['machine']},"
+                             " not riscv64")
+        print(f"[{target.label}] {about['uname']}", file=sys.stderr)
+        binaries = guest.build(self.rig.cache_dir)
+        target.run(f"mkdir -p /{image.GUEST_TESTS_DIR}")
+        for remote, local in binaries.items():
+            target.put(local, f"/{remote}")
+        about["guest_tests"] = sorted(f"/{remote}" for remote in binaries)
+        self.record.set_manifest()
+
+    def _suite(self, suite: Suite, target: SshConnection, about: dict) -> None:
+        if not target.running:  # the last suite lost the connection
+            try:
+                target.connect()
+            except InfraError as exc:
+                self.fail_all([suite], exc)
+                return
+        adapted = suite.adapt(target.capabilities)
+        if adapted.cfg != suite.cfg:
+            about.setdefault("adapted", {})[suite.name] = dataclasses.asdict(adapted.cfg)
+        unmet = adapted.needs().unmet(target.capabilities)
+        if unmet:
+            print(f"[{target.label}] {suite.name}: skipped: {unmet}", file=sys.stderr)
+            for cid in self.plan.cases[suite.name]:
+                self.add(suite.case(cid, SKIP, reason=unmet, outcome={"kind": "skipped"}))
+            return
+        started = time.monotonic()
+        self.run_suite(adapted, target)
+        about.setdefault("suite_seconds", {})[suite.name] = round(time.monotonic() - started, 1)
+        self.record.flush()
+
+
+def run(rig: RigConfig, entry: SshTarget, only: str | None = None) -> RunRecord:
+    plan = make(rig, None, only)
+    record = RunRecord(rig.results_dir)
+    print(f"run {record.run_id}: target {entry.name}, {len(plan.ids())} case(s),"
+          f" results in {record.dir}", file=sys.stderr)
+    record.set_manifest(
+        rig_version=__version__,
+        config=str(rig.path),
+        reproduce=rerun_command(rig, entry.name, only),
+        suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
+        kernels={},
+    )
+    try:
+        TargetRun(rig, plan, record, entry, Budget(rig.timeouts)).run()
+    finally:
+        record.flush()
+    return record
