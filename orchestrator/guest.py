@@ -1,4 +1,4 @@
-"""Cross-compile guest-tests/ (the VMM and its guest payloads) for the host.
+"""Cross-compile guest-tests/ (one program per test, payload embedded) for the host.
 
 The output directory's name hashes every source file and the toolchain,
 so the binaries are rebuilt only when one of them changes. What is built
@@ -14,7 +14,7 @@ from orchestrator import image, kernel
 from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "guest-tests"
-VMM = "rig-vmm"
+PROGRAMS = ("counters", "isolation", "latency")
 
 
 def _sources() -> list[Path]:
@@ -42,8 +42,7 @@ def build(cache_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
                     f"CROSS_COMPILE={kernel.CROSS_COMPILE}"], out / "build.log", progress)
         done.touch()
         progress.done(f"built in {out}")
-    built = [out / VMM, *sorted(out.glob("*.bin"))]
-    return {f"{image.GUEST_TESTS_DIR}/{path.name}": path for path in built}
+    return {f"{image.GUEST_TESTS_DIR}/{name}": out / name for name in PROGRAMS}
 
 
 def host_path(name: str) -> str:

@@ -16,7 +16,6 @@ from orchestrator.results import FAIL, Case
 from orchestrator.scenarios import vmm
 
 NAME = "counters"
-PAYLOAD = "counters.bin"
 _ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
 
 
@@ -28,8 +27,8 @@ def case_id(pmu: bool, record: dict) -> str:
 
 def vmm_command(values: list[int], pmu: bool, delay: int) -> str:
     listed = ",".join(f"{v:#x}" for v in values)
-    return vmm.command(PAYLOAD, f"--scounteren {listed} --delay {delay}"
-                                + (" --pmu" if pmu else ""))
+    return vmm.command(NAME, f"--scounteren {listed} --delay {delay}"
+                             + (" --pmu" if pmu else ""))
 
 
 def _plan(cfg: CountersConfig, only: str | None) -> list[tuple[bool, list[int]]]:
@@ -67,5 +66,5 @@ def run(vm: HostVM, kernel: str, cfg: CountersConfig, only: str | None = None) -
         if result.status != 0 or not finished:
             cases.append(vmm.error_case(
                 f"{NAME}/{'pmu' if pmu else 'no-pmu'}/vmm", kernel, NAME, vm, result,
-                "rig-vmm exit 0 and done", "" if finished else " without the guest finishing"))
+                "counters exit 0 and done", "" if finished else " without the guest finishing"))
     return cases

@@ -20,7 +20,6 @@ from orchestrator.results import FAIL, PASS, Case
 from orchestrator.scenarios import vmm
 
 NAME = "isolation"
-PAYLOAD = "isolation.bin"
 COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2
 _ID = re.compile(r"isolation/perf_user_access=(\d)/(pinned|migrating)/(host-policy|guest-value)$")
 
@@ -92,10 +91,10 @@ def run(vm: HostVM, kernel: str, cfg: IsolationConfig, only: str | None = None) 
     for access, migrate in _variants(cfg, only):
         prefix = f"{NAME}/perf_user_access={access}/{'migrating' if migrate else 'pinned'}"
         policy = host_policy(access)
-        flags = (f"--isolation --scounteren {guest_value(access):#x} --exits {cfg.exits}"
+        flags = (f"--scounteren {guest_value(access):#x} --exits {cfg.exits}"
                  + (" --migrate" if migrate else ""))
         result = vm.run(f"echo {access} > /proc/sys/kernel/perf_user_access && "
-                        + vmm.command(PAYLOAD, flags))
+                        + vmm.command(NAME, flags))
         summaries = [r for r in vmm.parse_records(result.output)
                      if r.get("kind") == "isolation"]
         if result.status != 0 or not summaries:

@@ -30,7 +30,6 @@ from orchestrator.results import ERROR, PASS, Case
 from orchestrator.scenarios import vmm
 
 NAME = "latency"
-PAYLOAD = "latency.bin"
 ICOUNT = "shift=0,sleep=off"
 INSTRUCTIONS_PER_TICK = 100  # 10 MHz time base at 1 GHz of icount shift 0
 UNITS = {"icount": "instructions", "wallclock": "ns"}
@@ -58,8 +57,8 @@ def window_figures(records: list[dict]) -> list[float]:
 
 def measure(vm: HostVM, cfg: LatencyConfig, tests: tuple[str, ...]) -> dict[str, list[float]]:
     """One boot's per-window figures for each test."""
-    command = vmm.command(PAYLOAD, f"--latency --iterations {cfg.iterations}"
-                                   f" --windows {cfg.windows} --tests {','.join(tests)}")
+    command = vmm.command(NAME, f"--iterations {cfg.iterations}"
+                                f" --windows {cfg.windows} --tests {','.join(tests)}")
     result = vm.run(command)
     windows: dict[str, list[dict]] = {test: [] for test in tests}
     for record in vmm.parse_records(result.output):

@@ -1,20 +1,20 @@
-"""Running rig-vmm in the booted host and reading what it reports.
+"""Running a guest-test program in the booted host and reading what it reports.
 
-The VMM prints one JSON object per line (guest-tests/README.md); anything
-else on the console (kernel messages) is ignored.
+Each program (guest-tests/README.md) prints one JSON object per line;
+anything else on the console (kernel messages) is ignored.
 """
 
 from __future__ import annotations
 
 import json
 
-from orchestrator.guest import VMM, host_path
+from orchestrator.guest import host_path
 from orchestrator.qemu import CommandResult, HostVM
 from orchestrator.results import ERROR, Case
 
 
-def command(payload: str, flags: str) -> str:
-    return f"{host_path(VMM)} {flags} {host_path(payload)}"
+def command(program: str, flags: str) -> str:
+    return f"{host_path(program)} {flags}".rstrip()
 
 
 def parse_records(output: str) -> list[dict]:
