@@ -3,7 +3,8 @@ documented answer, and the named deviation when they differ.
 
 The rules and their sources (the privileged spec, QEMU target/riscv/csr.c
 ctr(), Linux arch/riscv/kvm/{main.c, vcpu_insn.c, vcpu_pmu.c}) are written
-up in docs/counter-access.md. A record is one `counter` line of rig-vmm (guest-tests/README.md).
+up in docs/counter-access.md. A record is one `counter` line of the
+counters program (guest-tests/README.md).
 """
 
 from __future__ import annotations
@@ -137,14 +138,14 @@ def _csr_value(value: Any) -> int:
 
 
 def probe_from_record(record: dict[str, Any]) -> Probe:
-    """The probe a rig-vmm `counter` record describes (guest bit as read back, WARL)."""
+    """The probe a `counter` record describes (guest bit as read back, WARL)."""
     mode, counter = record["mode"], record["counter"]
     if mode not in MODES or counter not in COUNTER_CSRS:
         raise ValueError(f"unknown mode/counter {mode}/{counter}")
     read = _csr_value(record["scounteren_read"])
     return Probe(mode=mode, counter=counter, guest_bit=bool(read >> counter_bit(counter) & 1),
                  pmu_configured=bool(record["pmu"]),
-                 host_sscofpmf=bool(record.get("pmu_available", True)))
+                 host_sscofpmf=bool(record["pmu_available"]))
 
 
 def _spec(probe: Probe) -> tuple[Outcome, str, str]:

@@ -1,4 +1,4 @@
-"""Cross-compile guest-tests/ (the VMM and its guest payloads) for the host.
+"""Cross-compile guest-tests/ (one program per test, payload embedded) for the host.
 
 The output directory's name hashes every source file and the toolchain,
 so the binaries are rebuilt only when one of them changes. What is built
@@ -11,12 +11,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from orchestrator import image, kernel
+from orchestrator import cachefile, image, kernel
 from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = DATA_ROOT / "guest-tests"
-VMM = "rig-vmm"
+PROGRAMS = ("counters", "isolation", "latency")
 
 
 def _sources() -> list[Path]:
@@ -36,16 +36,15 @@ def build(cache_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
     """Build (or reuse) the guest tests; return archive path -> built file."""
     progress = progress or Progress("guest-tests")
     out = cache_dir / "guest-tests" / source_key(kernel.toolchain_id())[:16]
-    done = out / ".complete"
-    if not done.is_file():
+    if not all(cachefile.usable(out / name, "guest-test program") for name in PROGRAMS):
         out.mkdir(parents=True, exist_ok=True)
         progress.begin(f"make -C {SOURCE_DIR.name}")
-        run_logged(["make", "-C", str(SOURCE_DIR), f"O={out}",
+        run_logged(["make", "-B", "-C", str(SOURCE_DIR), f"O={out}",
                     f"CROSS_COMPILE={kernel.CROSS_COMPILE}"], out / "build.log", progress)
-        done.touch()
+        for name in PROGRAMS:
+            cachefile.seal(out / name)
         progress.done(f"built in {out}")
-    built = [out / VMM, *sorted(out.glob("*.bin"))]
-    return {f"{image.GUEST_TESTS_DIR}/{path.name}": path for path in built}
+    return {f"{image.GUEST_TESTS_DIR}/{name}": out / name for name in PROGRAMS}
 
 
 def host_path(name: str) -> str:
@@ -58,13 +57,13 @@ def host_initramfs(cache_dir: Path) -> Path:
     return image.build_initramfs(cache_dir, build(cache_dir))
 
 
-def vmm_command(payload: str, flags: str) -> str:
-    """The host command line that runs rig-vmm on a payload."""
-    return f"{host_path(VMM)} {flags} {host_path(payload)}"
+def command(program: str, flags: str) -> str:
+    """The host command line that runs one guest-test program (its payload is built in)."""
+    return f"{host_path(program)} {flags}"
 
 
 def parse_records(output: str) -> list[dict]:
-    """rig-vmm's JSON lines (guest-tests/README.md); other console lines are ignored."""
+    """A program's JSON lines (guest-tests/README.md); other console lines are ignored."""
     records = []
     for line in output.splitlines():
         line = line.strip()

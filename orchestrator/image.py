@@ -19,7 +19,7 @@ from orchestrator.progress import Progress
 
 INIT_SCRIPT = DATA_ROOT / "images" / "initramfs" / "init"
 BUSYBOX_PACKAGE = "busybox-static"
-# Where guest-test binaries go in the host (the VMM and its guest payloads).
+# Where the guest-test programs go in the host.
 GUEST_TESTS_DIR = "usr/lib/rig"
 
 _DIRS = ("bin", "dev", "proc", "sys", "tmp", "usr", "usr/bin", "usr/lib", GUEST_TESTS_DIR)
@@ -97,7 +97,7 @@ def busybox(cache_dir: Path, progress: Progress | None = None) -> Path:
 def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
                     progress: Progress | None = None) -> Path:
     """Return the host initramfs; extra maps archive paths to local files
-    (e.g. f"{GUEST_TESTS_DIR}/rig-vmm")."""
+    (e.g. f"{GUEST_TESTS_DIR}/counters")."""
     entries = host_entries(busybox(cache_dir, progress), extra or {})
     digest = hashlib.sha256()
     for entry in entries:

@@ -2,11 +2,12 @@
 /*
  * Guest payload "counters": for each SCOUNTEREN value in the parameter block
  * and each of cycle/time/instret/hpmcounter3, write SCOUNTEREN, read it back,
- * read the counter twice in VS-mode and then twice in VU-mode, and report one
- * record per (scounteren, counter, mode) to the VMM. With RIG_PARAM_PMU the
- * cycle, instret (and, if the host has a matching event, hpmcounter3) SBI PMU
- * counters are configured and started first, so that KVM's emulation of the
- * trapped reads returns values instead of an illegal-instruction exception.
+ * read the counter twice in VS-mode and then twice in VU-mode, and send one
+ * report per (scounteren, counter, mode) to the host. It first probes the SBI
+ * PMU (each report says whether the guest has one); with RIG_PARAM_PMU and a
+ * PMU present, the cycle, instret (and, if the host has a matching event,
+ * hpmcounter3) counters are configured and started, so that KVM's emulation
+ * of the trapped reads returns values instead of an illegal instruction.
  */
 #include "rig_guest.h"
 
@@ -43,7 +44,6 @@ static volatile int probe_active;	/* counter reads may trap now */
 static volatile int in_user;		/* inside rig_enter_user */
 static volatile uint32_t probe_traps;
 static volatile uint64_t probe_cause, probe_tval;
-static uint32_t n_counter_records;
 
 uint64_t rig_payload_trap(struct trap_frame *f)
 {
@@ -69,29 +69,22 @@ uint64_t rig_payload_trap(struct trap_frame *f)
 		return 0;
 	}
 
-	guest_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
+	rig_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
 }
 
-static void probe(uint32_t test_id, uint64_t scounteren,
-		  const struct counter *c, uint16_t mode, uint64_t delay)
+static void probe(struct rig_counter *r, const struct counter *c,
+		  uint64_t delay)
 {
-	struct rig_record r = {
-		.kind = RIG_KIND_COUNTER,
-		.test_id = test_id,
-		.mode = mode,
-		.counter = c->csr,
-		.scounteren_written = scounteren,
-	};
 	struct rig_pair v;
 
-	write_scounteren(scounteren);
-	r.scounteren_read = read_scounteren();
+	write_scounteren(r->scounteren_written);
+	r->scounteren_read = read_scounteren();
 
 	probe_traps = 0;
 	probe_cause = 0;
 	probe_tval = 0;
 	probe_active = 1;
-	if (mode == RIG_MODE_VS) {
+	if (r->mode == RIG_MODE_VS) {
 		v = c->vs_read(delay);
 	} else {
 		in_user = 1;
@@ -99,40 +92,37 @@ static void probe(uint32_t test_id, uint64_t scounteren,
 	}
 	probe_active = 0;
 
-	r.scounteren_after = read_scounteren();
-	r.ntraps = probe_traps;
-	r.outcome = r.ntraps ? RIG_OUTCOME_EXCEPTION : RIG_OUTCOME_VALUE;
-	r.cause = probe_cause;
-	r.tval = probe_tval;
-	r.value1 = v.v1;
-	r.value2 = v.v2;
-	ucall(&r);
-	n_counter_records++;
+	r->scounteren_after = read_scounteren();
+	r->traps = probe_traps;
+	r->cause = probe_cause;
+	r->tval = probe_tval;
+	r->value1 = v.v1;
+	r->value2 = v.v2;
+	RIG_REPORT(RIG_REPORT_COUNTER, r);
 }
 
 void rig_main(uint64_t hartid, uint64_t arg1)
 {
 	const struct rig_params *p = rig_get_params();
-	struct rig_record done = { .kind = RIG_KIND_DONE };
-	uint32_t test_id = 0;
+	struct rig_counter r = { 0 };
+	uint16_t mode;
 	uint32_t i;
 	size_t c;
 
 	(void)hartid;
 	(void)arg1;
 
-	if (p->flags & RIG_PARAM_PMU)
-		pmu_setup();
-
+	r.pmu_available = pmu_setup(p->flags & RIG_PARAM_PMU);
 	for (i = 0; i < p->n_scounteren; i++) {
 		for (c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
-			probe(test_id++, p->scounteren[i], &counters[c],
-			      RIG_MODE_VS, p->delay_loops);
-			probe(test_id++, p->scounteren[i], &counters[c],
-			      RIG_MODE_VU, p->delay_loops);
+			for (mode = RIG_MODE_VS; mode <= RIG_MODE_VU; mode++) {
+				r.mode = mode;
+				r.csr = counters[c].csr;
+				r.scounteren_written = p->scounteren[i];
+				probe(&r, &counters[c], p->delay_loops);
+				r.test++;
+			}
 		}
 	}
-
-	done.test_id = n_counter_records;
-	ucall(&done);
+	rig_done(r.test);
 }

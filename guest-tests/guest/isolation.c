@@ -2,10 +2,10 @@
 /*
  * Guest payload "isolation": write the SCOUNTEREN value of the parameter
  * block, then cause KVM exits in a fixed rotation (an SBI call KVM answers in
- * the kernel, a tick ucall that exits to the VMM, a timer interrupt waited
- * for with wfi) until n_exits, re-reading SCOUNTEREN after each one. The VMM
- * meanwhile checks that the value does not reach host user space; the guest
- * checks that it keeps it. One RIG_KIND_ISOLATION record reports the result.
+ * the kernel, a tick ucall that exits to user space, a timer interrupt waited
+ * for with wfi) until n_exits, re-reading SCOUNTEREN after each one. The host
+ * program meanwhile checks that the value does not reach host user space;
+ * the guest checks that it keeps it. One ISOLATION report gives the result.
  */
 #include "rig_guest.h"
 
@@ -14,13 +14,19 @@
  * enough that the guest normally reaches wfi (and blocks in KVM) first.
  */
 #define TIMER_DELTA		10000UL
+/*
+ * The wait for one timer interrupt is bounded by wakeups, not by time: wfi
+ * may return early, but this many times without the interrupt means it is
+ * not coming. (A wfi that never returns is left to the caller's timeout.)
+ */
+#define TIMER_MAX_WAKEUPS	100000UL
 
 static volatile int timer_fired;	/* set by the trap handler */
 
 uint64_t rig_payload_trap(struct trap_frame *f)
 {
 	if (f->scause != CAUSE_S_TIMER || !(f->sstatus & SSTATUS_SPP))
-		guest_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
+		rig_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
 	/* The interrupt stays pending until the next set_timer: mask it. */
 	asm volatile("csrc sie, %0" : : "r"(SIE_STIE));
 	timer_fired = 1;
@@ -38,6 +44,8 @@ static uint64_t read_time(void)
 
 static void timer_interrupt(void)
 {
+	unsigned long wakeups = 0;
+
 	timer_fired = 0;
 	sbi_call(SBI_EXT_TIME, SBI_TIME_SET_TIMER, read_time() + TIMER_DELTA,
 		 0, 0, 0, 0);
@@ -47,49 +55,52 @@ static void timer_interrupt(void)
 	 * opening SIE only afterwards means the interrupt cannot slip in
 	 * between the check and the wfi.
 	 */
-	while (!timer_fired)
+	while (!timer_fired) {
+		if (wakeups++ == TIMER_MAX_WAKEUPS)
+			rig_abort(RIG_ABORT_TIMER_LOST, NULL);
 		asm volatile("wfi\n\t"
 			     "csrs sstatus, %0\n\t"
 			     "csrc sstatus, %0"
 			     : : "r"(SSTATUS_SIE) : "memory");
+	}
 }
 
 void rig_main(uint64_t hartid, uint64_t arg1)
 {
 	const struct rig_params *p = rig_get_params();
-	struct rig_record r = { .kind = RIG_KIND_ISOLATION };
-	uint64_t exits, sc;
+	struct rig_isolation r = { 0 };
+	uint64_t sc;
 
 	(void)hartid;
 	(void)arg1;
 	if (p->n_scounteren != 1)
-		guest_abort(RIG_ABORT_BAD_PARAMS, NULL);
+		rig_abort(RIG_ABORT_BAD_PARAMS, NULL);
 
 	r.scounteren_written = p->scounteren[0];
 	write_scounteren(r.scounteren_written);
 	r.scounteren_read = read_scounteren();
 
-	for (exits = 0; exits < p->n_exits; exits++) {
-		switch (exits % 3) {
+	for (r.checks = 0; r.checks < p->n_exits; r.checks++) {
+		switch (r.checks % 3) {
 		case 0:
 			sbi_call(SBI_EXT_BASE, SBI_BASE_GET_SPEC_VERSION,
 				 0, 0, 0, 0, 0);
-			r.aux++;
+			r.sbi_in_kernel++;
 			break;
 		case 1:
-			sbi_call(RIG_UCALL_EXT, RIG_UCALL_TICK, 0, 0, 0, 0, 0);
-			r.sbi_value++;
+			rig_tick();
+			r.user_exits++;
 			break;
 		default:
 			timer_interrupt();
-			r.ntraps++;
+			r.timer_interrupts++;
 			break;
 		}
 		sc = read_scounteren();
-		r.test_id++;
-		if (sc != r.scounteren_written && r.value1++ == 0)
-			r.value2 = sc;
+		if (sc != r.scounteren_written && r.mismatches++ == 0)
+			r.first_mismatch = sc;
 	}
-	r.scounteren_after = read_scounteren();
-	ucall(&r);
+	r.scounteren_final = read_scounteren();
+	RIG_REPORT(RIG_REPORT_ISOLATION, &r);
+	rig_done(1);
 }

@@ -5,8 +5,8 @@
  * without a trap (KVM sets hcounteren.TM only). Each window times an empty
  * loop of `iterations` turns, then the same loop with one round trip per
  * turn; windows interleave the kinds. All windows are timed first and
- * reported afterwards, one LATENCY record each, so that neither the
- * reporting exits nor the VMM's output land inside a timed loop.
+ * reported afterwards, one LATENCY report each, so that neither the
+ * reporting exits nor the host program's output land inside a timed loop.
  */
 #include "rig_guest.h"
 
@@ -33,26 +33,24 @@ static struct {
 /* Every round trip returns straight to the loop: any trap is unexpected. */
 uint64_t rig_payload_trap(struct trap_frame *f)
 {
-	guest_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
+	rig_abort(RIG_ABORT_UNEXPECTED_TRAP, f);
 }
 
 void rig_main(uint64_t hartid, uint64_t arg1)
 {
 	const struct rig_params *p = rig_get_params();
-	struct rig_record r = { .kind = RIG_KIND_LATENCY };
-	struct rig_record done = { .kind = RIG_KIND_DONE };
+	struct rig_latency r;
+	uint64_t n_reports = 0;
 	uint32_t t, w;
 
 	(void)hartid;
 	(void)arg1;
-	/* all 0 unless the VMM runs with --latency */
 	if (!p->iterations || !p->windows || p->windows > RIG_LAT_MAX_WINDOWS ||
 	    !p->latency_tests || p->latency_tests >> RIG_LAT_N_TESTS)
-		guest_abort(RIG_ABORT_BAD_PARAMS, NULL);
+		rig_abort(RIG_ABORT_BAD_PARAMS, NULL);
 
 	/* Without a started cycle counter, KVM turns rdcycle into illegal-insn. */
-	if (p->flags & RIG_PARAM_PMU)
-		pmu_setup();
+	pmu_setup(p->flags & RIG_PARAM_PMU);
 
 	for (w = 0; w < p->windows; w++) {
 		for (t = 0; t < RIG_LAT_N_TESTS; t++) {
@@ -71,13 +69,13 @@ void rig_main(uint64_t hartid, uint64_t arg1)
 		for (t = 0; t < RIG_LAT_N_TESTS; t++) {
 			if (!(p->latency_tests & (1U << t)))
 				continue;
-			r.test_id = t;
-			r.aux = w;
-			r.value1 = result[t][w].ticks;
-			r.value2 = result[t][w].baseline;
-			ucall(&r);
-			done.test_id++;
+			r.test = t;
+			r.window = w;
+			r.ticks = result[t][w].ticks;
+			r.baseline_ticks = result[t][w].baseline;
+			RIG_REPORT(RIG_REPORT_LATENCY, &r);
+			n_reports++;
 		}
 	}
-	ucall(&done);
+	rig_done(n_reports);
 }

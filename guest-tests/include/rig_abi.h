@@ -1,26 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Guest <-> VMM ABI of the counter rig. Shared by the guest payloads and
- * rig-vmm, so it uses fixed-width types only and no libc.
+ * Guest <-> host ABI of the rig's guest tests, shared by the guest payloads
+ * and the host programs (fixed-width types only, no libc).
  *
  * Guest physical layout (one memory slot):
- *   RIG_RAM_GPA ..             payload (flat binary, entry at its first byte)
- *   RIG_PARAM_GPA              parameter block written by the VMM before the
- *                              first KVM_RUN (last page of the slot)
+ *   RIG_RAM_GPA ..   payload (flat binary, entry at its first byte)
+ *   RIG_PARAM_GPA    struct rig_params, written by the host program before
+ *                    the first KVM_RUN (last page of the slot)
  *
- * Reporting ("ucall"): the guest fills a struct rig_record in its own RAM and
- * makes an SBI call with a7 = RIG_UCALL_EXT, a6 = RIG_UCALL_RECORD,
- * a0 = GPA of the record, a1 = sizeof(struct rig_record). RIG_UCALL_EXT lies
- * in the SBI "experimental" range 0x08000000-0x08FFFFFF, which KVM (6.12
- * arch/riscv/kvm/vcpu_sbi_base.c, vcpu_sbi_ext_experimental) forwards to user
- * space unconditionally as KVM_EXIT_RISCV_SBI and which is not
- * default_disabled, so it needs no VMM setup. It is preferred over an MMIO
- * store because the VMM gets the record pointer in a register and KVM does not
- * have to decode a guest store instruction. The VMM answers ret[0] = 0
- * (SBI_SUCCESS), ret[1] = number of records seen so far.
+ * Ucalls: the guest talks to its host program with SBI calls to
+ * RIG_UCALL_EXT, an extension id in the SBI "experimental" range
+ * 0x08000000-0x08FFFFFF. KVM (6.12 arch/riscv/kvm/vcpu_sbi_base.c,
+ * vcpu_sbi_ext_experimental) forwards that range to user space as
+ * KVM_EXIT_RISCV_SBI; it is not default_disabled, so it needs no setup. The
+ * host program gets the command and its arguments in registers, and for a
+ * report the report's address: KVM never has to decode a guest store, as it
+ * would for MMIO.
  *
- * "Tick": a7 = RIG_UCALL_EXT, a6 = RIG_UCALL_TICK, no arguments. A cheap exit
- * to user space; the VMM answers ret[0] = 0 and prints nothing.
+ *   a7 = RIG_UCALL_EXT, a6 = command (enum rig_ucall_cmd), a0.. = arguments
+ *
+ * The host answers a0 = 0 (SBI_SUCCESS) and, except for TICK, a1 = the
+ * number of ucalls it has handled so far.
  */
 #ifndef RIG_ABI_H
 #define RIG_ABI_H
@@ -32,23 +32,39 @@
 #define RIG_PARAM_GPA		(RIG_RAM_GPA + RIG_RAM_SIZE - 0x1000UL)
 
 #define RIG_UCALL_EXT		0x08524947UL	/* "\x08RIG" */
-#define RIG_UCALL_RECORD	0UL
-#define RIG_UCALL_TICK		1UL
+
+enum rig_ucall_cmd {
+	/* a0 = enum rig_report_type, a1 = GPA of the report, a2 = its size */
+	RIG_UCALL_REPORT = 0,
+	/* no arguments: a cheap exit to user space, answered silently */
+	RIG_UCALL_TICK = 1,
+	/* a0 = number of reports of the payload's main type sent */
+	RIG_UCALL_DONE = 2,
+	/* a0 = enum rig_abort_reason, a1..a4 = scause, stval, sepc, sstatus */
+	RIG_UCALL_ABORT = 3,
+};
+
+enum rig_abort_reason {
+	RIG_ABORT_BAD_PARAMS = 1,
+	RIG_ABORT_UNEXPECTED_TRAP = 2,
+	RIG_ABORT_NESTED_TRAP = 3,
+	RIG_ABORT_TIMER_LOST = 4,	/* isolation: too many wakeups, no timer */
+};
 
 #define RIG_MAGIC		0x52474952U	/* "RIGR" in memory (little endian) */
-#define RIG_VERSION		3U
+#define RIG_VERSION		4U
 
-/* Parameter block at RIG_PARAM_GPA. */
+/* Parameter block at RIG_PARAM_GPA; each payload reads its own part. */
 #define RIG_MAX_SCOUNTEREN	16
-#define RIG_PARAM_PMU		(1U << 0)	/* configure+start SBI PMU counters first */
+#define RIG_PARAM_PMU		(1U << 0)	/* configure+start SBI PMU counters */
 
 struct rig_params {
 	uint32_t magic;			/* RIG_MAGIC: the guest aborts without it */
 	uint32_t version;		/* RIG_VERSION */
 	uint32_t flags;			/* RIG_PARAM_* */
 	uint32_t n_scounteren;		/* entries used in scounteren[] */
-	uint64_t delay_loops;		/* busy-loop iterations between the two reads */
 	uint64_t scounteren[RIG_MAX_SCOUNTEREN];
+	uint64_t delay_loops;		/* counters: busy loop between two reads */
 	uint64_t n_exits;		/* isolation: exits to cause, all kinds */
 	uint64_t iterations;		/* latency: round trips per timed loop */
 	uint32_t windows;		/* latency: timed loops per kind */
@@ -58,37 +74,44 @@ struct rig_params {
 /* Latency round-trip kinds. */
 enum rig_latency_test {
 	RIG_LAT_SBI_IN_KERNEL = 0,	/* SBI base call, answered by KVM */
-	RIG_LAT_USER_EXIT = 1,		/* tick ucall, answered by the VMM */
+	RIG_LAT_USER_EXIT = 1,		/* tick ucall, answered by user space */
 	RIG_LAT_EMULATED_CSR = 2,	/* rdcycle, emulated by KVM (needs PMU) */
 	RIG_LAT_N_TESTS
 };
 /* The guest keeps every window's ticks until all windows are timed. */
 #define RIG_LAT_MAX_WINDOWS	8192
 
-enum rig_kind {
-	RIG_KIND_COUNTER = 1,		/* one (scounteren, counter, mode) probe */
-	RIG_KIND_PMU_INFO = 2,		/* SBI PMU probe + number of counters */
-	RIG_KIND_PMU_CONFIG = 3,	/* cfg_match + start of one event */
-	RIG_KIND_DONE = 4,
-	RIG_KIND_ABORT = 5,
-	RIG_KIND_ISOLATION = 6,		/* end of the isolation payload */
-	RIG_KIND_LATENCY = 7,		/* one timed window of the latency payload */
+/* ---- reports: one struct per type ----------------------------------- */
+
+enum rig_report_type {
+	RIG_REPORT_PMU_INFO = 1,
+	RIG_REPORT_PMU_CONFIG = 2,
+	RIG_REPORT_COUNTER = 3,
+	RIG_REPORT_ISOLATION = 4,
+	RIG_REPORT_LATENCY = 5,
+};
+
+/* SBI PMU probe, sent by every payload that links pmu.c. */
+struct rig_pmu_info {
+	int64_t probe_error;		/* sbi_probe_extension(PMU) */
+	int64_t probe_value;		/* nonzero: the guest has an SBI PMU */
+	int64_t num_counters_error;	/* sbi_pmu_num_counters() */
+	int64_t num_counters;
+};
+
+/* Configuration and start of one SBI PMU event. */
+struct rig_pmu_config {
+	uint64_t event_idx;		/* SBI event index */
+	int64_t cfg_match_error;
+	uint64_t counter_index;		/* valid when cfg_match_error == 0 */
+	int64_t start_error;		/* valid when cfg_match_error == 0 */
+	uint32_t counter_csr;		/* CSR of counter_index, 0 if unknown */
+	uint32_t pad;
 };
 
 enum rig_mode {
 	RIG_MODE_VS = 1,
 	RIG_MODE_VU = 2,
-};
-
-enum rig_outcome {
-	RIG_OUTCOME_VALUE = 1,		/* both reads completed without a trap */
-	RIG_OUTCOME_EXCEPTION = 2,	/* at least one read trapped into the guest */
-};
-
-enum rig_abort_reason {
-	RIG_ABORT_BAD_PARAMS = 1,
-	RIG_ABORT_UNEXPECTED_TRAP = 2,
-	RIG_ABORT_NESTED_TRAP = 3,
 };
 
 /* Counter CSR numbers (Zicntr / Zihpm user counters). */
@@ -97,52 +120,47 @@ enum rig_abort_reason {
 #define RIG_CSR_INSTRET		0xC02
 #define RIG_CSR_HPMCOUNTER3	0xC03
 
-/*
- * One record. Field use by kind:
- *  COUNTER:    all fields except sbi_*; cause/tval valid when outcome is
- *              EXCEPTION (first trap of the two reads), ntraps counts traps.
- *  PMU_INFO:   sbi_error/sbi_value = probe_extension(PMU) error/value,
- *              value1/value2 = num_counters error/value.
- *  PMU_CONFIG: aux = SBI event index, sbi_error/sbi_value = cfg_match result
- *              (sbi_value = counter index), value1 = counter_start error,
- *              counter = CSR the counter index maps to (0 if none).
- *  DONE:       test_id = number of COUNTER (counters payload) or LATENCY
- *              (latency payload) records sent.
- *  ABORT:      aux = rig_abort_reason, cause/tval/value1 = scause/stval/sepc,
- *              value2 = sstatus.
- *  ISOLATION:  scounteren_written/_read = value written and read back right
- *              after the write, scounteren_after = last re-read; test_id =
- *              number of re-reads, value1 = re-reads that differed from the
- *              written value, value2 = the first differing value (valid when
- *              value1 != 0); exits caused: aux = in-kernel SBI calls,
- *              sbi_value = tick ucalls, ntraps = timer interrupts taken.
- *  LATENCY:    test_id = rig_latency_test, aux = window index, value1 =
- *              rdtime ticks of the loop of round trips, value2 = ticks of
- *              the empty loop timed right before it (same iterations).
- */
-struct rig_record {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t kind;
-	uint32_t test_id;
-	uint16_t mode;
-	uint16_t counter;
+/* Two reads of one counter in one mode under one guest SCOUNTEREN. */
+struct rig_counter {
+	uint32_t test;			/* sequence number */
+	uint16_t mode;			/* enum rig_mode */
+	uint16_t csr;			/* RIG_CSR_* */
 	uint64_t scounteren_written;
 	uint64_t scounteren_read;	/* read back right after the write */
-	uint64_t scounteren_after;	/* re-read in VS after the counter reads */
-	uint32_t outcome;
-	uint32_t ntraps;
-	uint64_t cause;
-	uint64_t tval;
-	uint64_t value1;
-	uint64_t value2;
-	int64_t sbi_error;
-	uint64_t sbi_value;
-	uint64_t aux;
+	uint64_t scounteren_after;	/* re-read in VS after the reads */
+	uint64_t value1, value2;	/* the two reads; 0 where a read trapped */
+	uint32_t traps;			/* traps taken by the two reads */
+	uint32_t pmu_available;		/* the guest's SBI PMU probe said yes */
+	uint64_t cause, tval;		/* first trap; valid when traps != 0 */
 };
 
-_Static_assert(sizeof(struct rig_record) == 104, "rig_record layout");
+/* End of the isolation payload. */
+struct rig_isolation {
+	uint64_t scounteren_written;
+	uint64_t scounteren_read;	/* read back right after the write */
+	uint64_t scounteren_final;	/* read at the end */
+	uint64_t checks;		/* re-reads, one after each exit */
+	uint64_t mismatches;		/* re-reads != scounteren_written */
+	uint64_t first_mismatch;	/* valid when mismatches != 0 */
+	uint64_t sbi_in_kernel;		/* exits caused, by kind */
+	uint64_t user_exits;
+	uint64_t timer_interrupts;
+};
+
+/* One timed window of the latency payload. */
+struct rig_latency {
+	uint32_t test;			/* enum rig_latency_test */
+	uint32_t window;
+	uint64_t ticks;			/* rdtime ticks of the round-trip loop */
+	uint64_t baseline_ticks;	/* the empty loop timed right before */
+};
+
 _Static_assert(sizeof(struct rig_params) == 48 + 8 * RIG_MAX_SCOUNTEREN,
 	       "rig_params layout");
+_Static_assert(sizeof(struct rig_pmu_info) == 32, "rig_pmu_info layout");
+_Static_assert(sizeof(struct rig_pmu_config) == 40, "rig_pmu_config layout");
+_Static_assert(sizeof(struct rig_counter) == 72, "rig_counter layout");
+_Static_assert(sizeof(struct rig_isolation) == 72, "rig_isolation layout");
+_Static_assert(sizeof(struct rig_latency) == 24, "rig_latency layout");
 
 #endif

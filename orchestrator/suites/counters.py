@@ -18,7 +18,7 @@ from orchestrator.results import FAIL, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.targets import Target
 
-PAYLOAD = "counters.bin"
+PROGRAM = "counters"
 _ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
 SCOUNTEREN_MAX = 0xFFFFFFFF  # a 32-bit CSR
 MAX_VALUES = 16  # the VMM's parameter block holds this many
@@ -62,11 +62,9 @@ class Counters(Suite):
         if not match:
             return super().command_for(case_id)
         pmu, mode, counter, value = match.groups()
-        flags = f"--scounteren {value} --delay {self.cfg.delay}" + (
-            " --pmu" if pmu == "pmu" else "")
-        # the VMM's record of this read (guest-tests/README.md), reduced to expect.outcome_of
+        # the program's record of this read (guest-tests/README.md), reduced to outcome_of
         return "\n".join([
-            f"{guest.vmm_command(PAYLOAD, flags)} > /tmp/out",
+            f"{self._command(pmu == 'pmu', [int(value, 16)])} > /tmp/out",
             f"r=$(grep '\"kind\":\"counter\"' /tmp/out | grep '\"mode\":\"{mode}\",'"
             f" | grep '\"counter\":\"{counter}\",' | head -n 1)",
             'case "$r" in',
@@ -80,13 +78,16 @@ class Counters(Suite):
         for pmu in (False, True):
             wanted = [i for i in ids if _ID.match(i) and (_ID.match(i).group(1) == "pmu") == pmu]
             if wanted:
-                yield from self._run_vmm(target, pmu, wanted)
+                yield from self._run_program(target, pmu, wanted)
 
-    def _run_vmm(self, target: Target, pmu: bool, ids: list[str]) -> Iterator[Case]:
-        values = list(dict.fromkeys(int(_ID.match(i).group(4), 16) for i in ids))
+    def _command(self, pmu: bool, values: list[int]) -> str:
         flags = (f"--scounteren {','.join(f'{v:#x}' for v in values)} --delay {self.cfg.delay}"
                  + (" --pmu" if pmu else ""))
-        result = target.run(guest.vmm_command(PAYLOAD, flags))
+        return guest.command(PROGRAM, flags)
+
+    def _run_program(self, target: Target, pmu: bool, ids: list[str]) -> Iterator[Case]:
+        values = list(dict.fromkeys(int(_ID.match(i).group(4), 16) for i in ids))
+        result = target.run(self._command(pmu, values))
         reported = set()
         for record in guest.parse_records(result.output):
             if record.get("kind") != "counter":

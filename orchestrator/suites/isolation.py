@@ -24,7 +24,7 @@ from orchestrator.results import FAIL, PASS, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.targets import Needs, Target
 
-PAYLOAD = "isolation.bin"
+PROGRAM = "isolation"
 COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2
 CHECKS = ("host-policy", "guest-value")
 PERF_USER_ACCESS = (0, 1, 2)  # Documentation/admin-guide/sysctl/kernel.rst (riscv)
@@ -123,10 +123,7 @@ class Isolation(Suite):
         if not match or int(match.group(1)) not in PERF_USER_ACCESS:
             return super().command_for(case_id)
         access, placement, check = int(match.group(1)), match.group(2), match.group(3)
-        flags = (f"--isolation --scounteren {guest_value(access):#x} --exits {self.cfg.exits}"
-                 + (" --migrate" if placement == "migrating" else ""))
-        lines = [f"echo {access} > /proc/sys/kernel/perf_user_access",
-                 f"{guest.vmm_command(PAYLOAD, flags)} > /tmp/out",
+        lines = [f"{self._command(access, placement)} > /tmp/out",
                  """s=$(grep '"kind":"isolation"' /tmp/out | tail -n 1)""",
                  f'[ -n "$s" ] || {{ cat /tmp/out; echo "{OUTCOME_MARK} kind=missing"; exit 1; }}']
         if check == "host-policy":  # as judge_host_policy: readable, sigill or mixed
@@ -150,13 +147,17 @@ class Isolation(Suite):
                 f'echo "{OUTCOME_MARK} kept=$k kind=guest-scounteren"']
         return "\n".join(lines)
 
+    def _command(self, access: int, placement: str) -> str:
+        """The host command of one variant: the sysctl, then the isolation program."""
+        flags = (f"--scounteren {guest_value(access):#x} --exits {self.cfg.exits}"
+                 + (" --migrate" if placement == "migrating" else ""))
+        return (f"echo {access} > /proc/sys/kernel/perf_user_access && "
+                + guest.command(PROGRAM, flags))
+
     def _run_variant(self, target: Target, access: int, placement: str,
                      ids: list[str]) -> Iterator[Case]:
         policy, value = host_policy(access), guest_value(access)
-        flags = (f"--isolation --scounteren {value:#x} --exits {self.cfg.exits}"
-                 + (" --migrate" if placement == "migrating" else ""))
-        result = target.run(f"echo {access} > /proc/sys/kernel/perf_user_access && "
-                            + guest.vmm_command(PAYLOAD, flags))
+        result = target.run(self._command(access, placement))
         summaries = [r for r in guest.parse_records(result.output) if r.get("kind") == "isolation"]
         if result.status != 0 or not summaries:
             yield from self.errors(ids, f"'{result.command}' exited {result.status}"

@@ -35,7 +35,7 @@ from orchestrator.results import ERROR, PASS, Case, Measurement
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Capabilities, Needs, Target
 
-PAYLOAD = "latency.bin"
+PROGRAM = "latency"
 TESTS = ("sbi-in-kernel", "user-exit", "emulated-csr")
 MODES = {"icount": "instructions", "wallclock": "ns"}  # mode -> unit
 INSTRUCTIONS_PER_TICK = 100  # 10 MHz time base at 1 GHz of icount shift 0
@@ -139,7 +139,7 @@ class Latency(Suite):
 
     def _measure(self, target: Target, tests: list[str]) -> dict[str, list[float]]:
         """One boot's per-window figures for each test."""
-        command = guest.vmm_command(PAYLOAD, f"--latency --iterations {self.cfg.iterations}"
+        command = guest.command(PROGRAM, f"--iterations {self.cfg.iterations}"
                                              f" --windows {self.cfg.windows}"
                                              f" --tests {','.join(tests)}")
         result = target.run(command)

@@ -135,7 +135,7 @@ def test_manifest_records_the_host_as_found(ssh_run: Path, ssh_host) -> None:
     assert isa.startswith("rv64") and "h" in isa.split("_")[0][4:], isa
     # the rig's tinyconfig host has neither /proc/config.gz nor /boot: recorded as such
     assert about["kernel_config"]["source"] is None
-    assert "/usr/lib/rig/rig-vmm" in about["guest_tests"]
+    assert "/usr/lib/rig/counters" in about["guest_tests"]
     assert about["capabilities"]["exact_timing"] is False
     assert about["capabilities"]["cpus"] == 2
 

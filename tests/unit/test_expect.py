@@ -31,7 +31,7 @@ VMM_EXAMPLE = (
     '"scounteren_written":"0x0","scounteren_read":"0x0","scounteren_after":"0x0",'
     '"outcome":"exception","cause":2,"cause_name":"illegal-instruction",'
     '"tval":"0xc0102573","traps":2,"value1":0,"value2":0,"advanced":false,'
-    '"scounteren_kvm":"0x0"}'
+    '"scounteren_kvm":"0x0","pmu_available":true}'
 )
 
 
@@ -49,7 +49,7 @@ def record(mode: str, counter: str, bit: int, *, pmu: bool = False, outcome: str
         "csr": f"{0xC00 + INDEX[counter]:#x}", "scounteren_written": value,
         "scounteren_read": value, "scounteren_after": value, "outcome": outcome,
         "value1": v1 if outcome == "value" else 0, "value2": v2 if outcome == "value" else 0,
-        "scounteren_kvm": value,
+        "scounteren_kvm": value, "pmu_available": True,
     }
     if outcome == "exception":
         rec["cause"] = cause

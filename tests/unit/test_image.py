@@ -16,11 +16,11 @@ from orchestrator import image
 def archive(tmp_path: Path) -> bytes:
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF" + b"x" * 1001)  # odd size exercises padding
-    vmm = tmp_path / "rig-vmm"
+    vmm = tmp_path / "counters"
     vmm.write_bytes(b"vmm")
     vmm.chmod(0o755)
     stream = io.BytesIO()
-    image.write_cpio(image.host_entries(busybox, {f"{image.GUEST_TESTS_DIR}/rig-vmm": vmm}),
+    image.write_cpio(image.host_entries(busybox, {f"{image.GUEST_TESTS_DIR}/counters": vmm}),
                      stream)
     return stream.getvalue()
 
@@ -34,7 +34,7 @@ def test_archive_round_trips_with_console_init_and_extras(tmp_path: Path) -> Non
     assert init.mode & 0o111 and init.data.startswith(b"#!/bin/busybox sh")
     assert members["bin/busybox"].data.startswith(b"\x7fELF")
     assert len(members["bin/busybox"].data) == 1005
-    assert members[f"{image.GUEST_TESTS_DIR}/rig-vmm"].data == b"vmm"
+    assert members[f"{image.GUEST_TESTS_DIR}/counters"].data == b"vmm"
     assert stat.S_ISDIR(members["proc"].mode)
 
 

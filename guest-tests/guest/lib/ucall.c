@@ -27,7 +27,7 @@ struct sbiret sbi_call(unsigned long ext, unsigned long fid,
 	register unsigned long a7 asm("a7") = ext;
 	struct sbiret ret;
 
-	/* "memory": the VMM reads the record through guest RAM. */
+	/* "memory": the host reads a report through guest RAM. */
 	asm volatile("ecall"
 		     : "+r"(a0), "+r"(a1)
 		     : "r"(a2), "r"(a3), "r"(a4), "r"(a6), "r"(a7)
@@ -37,25 +37,26 @@ struct sbiret sbi_call(unsigned long ext, unsigned long fid,
 	return ret;
 }
 
-void ucall(struct rig_record *r)
+void rig_report(uint32_t type, const void *report, unsigned long size)
 {
-	r->magic = RIG_MAGIC;
-	r->version = RIG_VERSION;
-	sbi_call(RIG_UCALL_EXT, RIG_UCALL_RECORD, (uintptr_t)r, sizeof(*r),
-		 0, 0, 0);
+	sbi_call(RIG_UCALL_EXT, RIG_UCALL_REPORT, type, (uintptr_t)report,
+		 size, 0, 0);
 }
 
-void guest_abort(uint64_t reason, const struct trap_frame *f)
+void rig_done(uint64_t n_reports)
 {
-	struct rig_record r = { .kind = RIG_KIND_ABORT, .aux = reason };
+	sbi_call(RIG_UCALL_EXT, RIG_UCALL_DONE, n_reports, 0, 0, 0, 0);
+	for (;;)
+		asm volatile("wfi");
+}
 
-	if (f) {
-		r.cause = f->scause;
-		r.tval = f->stval;
-		r.value1 = f->sepc;
-		r.value2 = f->sstatus;
-	}
-	ucall(&r);
+void rig_abort(uint64_t reason, const struct trap_frame *f)
+{
+	if (f)
+		sbi_call(RIG_UCALL_EXT, RIG_UCALL_ABORT, reason, f->scause,
+			 f->stval, f->sepc, f->sstatus);
+	else
+		sbi_call(RIG_UCALL_EXT, RIG_UCALL_ABORT, reason, 0, 0, 0, 0);
 	for (;;)
 		asm volatile("wfi");
 }
@@ -66,7 +67,7 @@ const struct rig_params *rig_get_params(void)
 
 	if (p->magic != RIG_MAGIC || p->version != RIG_VERSION ||
 	    p->n_scounteren > RIG_MAX_SCOUNTEREN)
-		guest_abort(RIG_ABORT_BAD_PARAMS, NULL);
+		rig_abort(RIG_ABORT_BAD_PARAMS, NULL);
 	return p;
 }
 
@@ -77,7 +78,7 @@ uint64_t rig_trap(struct trap_frame *f)
 
 	/* A trap inside the handler would overwrite sepc/scause: give up. */
 	if (trap_depth++)
-		guest_abort(RIG_ABORT_NESTED_TRAP, f);
+		rig_abort(RIG_ABORT_NESTED_TRAP, f);
 	ret = rig_payload_trap(f);
 	trap_depth--;
 	return ret;

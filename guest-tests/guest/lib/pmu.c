@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * SBI PMU setup for the payloads whose counter reads KVM must emulate with
- * values (counters, latency): KVM returns a value for a trapped cycle,
- * instret or hpmcounter read only once the guest has configured and started
- * that counter through the SBI PMU extension.
+ * SBI PMU probe and setup. KVM returns a value for a trapped cycle, instret
+ * or hpmcounter read only once the guest has configured and started that
+ * counter through the SBI PMU extension; without Sscofpmf on the host, KVM
+ * 6.12 leaves the guest PMU uninitialised and the probe says no.
  */
 #include "rig_guest.h"
 
@@ -17,43 +17,46 @@
 static void pmu_config(uint64_t event_idx, unsigned long ctr_base,
 		       unsigned long ctr_mask)
 {
-	struct rig_record r = { .kind = RIG_KIND_PMU_CONFIG, .aux = event_idx };
+	struct rig_pmu_config r = { .event_idx = event_idx };
 	struct sbiret ret, info;
 
 	ret = sbi_call(SBI_EXT_PMU, SBI_PMU_CFG_MATCH, ctr_base, ctr_mask,
 		       SBI_PMU_CFG_FLAG_CLEAR_VALUE, event_idx, 0);
-	r.sbi_error = ret.error;
-	r.sbi_value = (uint64_t)ret.value;
+	r.cfg_match_error = ret.error;
 	if (!ret.error) {
+		r.counter_index = (uint64_t)ret.value;
 		/* counter_start: base = the index SBI gave back, mask 1, no flags */
-		r.value1 = (uint64_t)sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_START,
-					      (unsigned long)ret.value, 1, 0,
-					      0, 0).error;
+		r.start_error = sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_START,
+					 (unsigned long)ret.value, 1, 0,
+					 0, 0).error;
 		/* counter info bits 11:0 name the CSR KVM emulates for it */
 		info = sbi_call(SBI_EXT_PMU, SBI_PMU_COUNTER_GET_INFO,
 				(unsigned long)ret.value, 0, 0, 0, 0);
 		if (!info.error && info.value >= 0)
-			r.counter = (uint16_t)(info.value & 0xfff);
+			r.counter_csr = (uint32_t)(info.value & 0xfff);
 	}
-	ucall(&r);
+	RIG_REPORT(RIG_REPORT_PMU_CONFIG, &r);
 }
 
-void pmu_setup(void)
+int pmu_setup(int configure)
 {
-	struct rig_record r = { .kind = RIG_KIND_PMU_INFO };
-	struct sbiret probe_ret, num;
+	struct rig_pmu_info r;
+	struct sbiret probe, num;
 	unsigned long all;
 
-	probe_ret = sbi_call(SBI_EXT_BASE, SBI_BASE_PROBE_EXT, SBI_EXT_PMU,
-			     0, 0, 0, 0);
+	probe = sbi_call(SBI_EXT_BASE, SBI_BASE_PROBE_EXT, SBI_EXT_PMU,
+			 0, 0, 0, 0);
 	num = sbi_call(SBI_EXT_PMU, SBI_PMU_NUM_COUNTERS, 0, 0, 0, 0, 0);
-	r.sbi_error = probe_ret.error;
-	r.sbi_value = (uint64_t)probe_ret.value;
-	r.value1 = (uint64_t)num.error;
-	r.value2 = (uint64_t)num.value;
-	ucall(&r);
-	if (probe_ret.error || !probe_ret.value || num.error || num.value <= 0)
-		return;	/* the counter records will show the unconfigured result */
+	r.probe_error = probe.error;
+	r.probe_value = probe.value;
+	r.num_counters_error = num.error;
+	r.num_counters = num.value;
+	RIG_REPORT(RIG_REPORT_PMU_INFO, &r);
+	if (probe.error || !probe.value)
+		return 0;
+	/* no counters to start: the reads show the unconfigured result */
+	if (!configure || num.error || num.value <= 0)
+		return 1;
 
 	all = num.value >= 64 ? ~0UL : (1UL << num.value) - 1;
 	pmu_config(0x00001, 0, all);	/* HW CPU_CYCLES: KVM fixes it to index 0 */
@@ -64,4 +67,5 @@ void pmu_setup(void)
 	 */
 	if (num.value > 3)
 		pmu_config(0x10019, 3, 1);
+	return 1;
 }

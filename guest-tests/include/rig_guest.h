@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Guest-side library shared by the payloads (lib.c) and the interface to
- * start.S. Each payload provides rig_main() and rig_payload_trap().
+ * Guest-side library (guest/lib/) linked into every payload, and the
+ * interface to start.S. Each payload provides rig_main() and
+ * rig_payload_trap().
  */
 #ifndef RIG_GUEST_H
 #define RIG_GUEST_H
@@ -47,7 +48,7 @@ uint64_t rig_trap(struct trap_frame *f);
 /*
  * The payload's trap handler, called by rig_trap outside nested traps.
  * Returns nonzero to leave rig_enter_user (start.S), 0 to sret; traps it
- * does not expect end in guest_abort.
+ * does not expect end in rig_abort.
  */
 uint64_t rig_payload_trap(struct trap_frame *f);
 
@@ -55,18 +56,30 @@ struct sbiret sbi_call(unsigned long ext, unsigned long fid,
 		       unsigned long arg0, unsigned long arg1,
 		       unsigned long arg2, unsigned long arg3,
 		       unsigned long arg4);
-void ucall(struct rig_record *r);
-void __attribute__((noreturn)) guest_abort(uint64_t reason,
-					   const struct trap_frame *f);
-/* The parameter block, or guest_abort if the VMM did not write a valid one. */
+
+/* Ucalls (rig_abi.h): one report of a type, given as its struct. */
+void rig_report(uint32_t type, const void *report, unsigned long size);
+#define RIG_REPORT(type, report) rig_report((type), (report), sizeof(*(report)))
+/* The end of the payload; n_reports counts its main reports. */
+void __attribute__((noreturn)) rig_done(uint64_t n_reports);
+void __attribute__((noreturn)) rig_abort(uint64_t reason,
+					 const struct trap_frame *f);
+
+static inline void rig_tick(void)
+{
+	sbi_call(RIG_UCALL_EXT, RIG_UCALL_TICK, 0, 0, 0, 0, 0);
+}
+
+/* The parameter block, or rig_abort if the host did not write a valid one. */
 const struct rig_params *rig_get_params(void);
 
 /*
- * pmu.c (linked by the payloads that need it): probe the SBI PMU, then
- * configure and start HW cycles, HW instructions and, on counter 3, DTLB
- * read misses; one PMU_INFO and one PMU_CONFIG record per event.
+ * pmu.c: probe the SBI PMU (one PMU_INFO report) and return whether the
+ * guest has one. With configure set and a PMU present, also configure and
+ * start HW cycles, HW instructions and, on counter 3, DTLB read misses (one
+ * PMU_CONFIG report per event).
  */
-void pmu_setup(void);
+int pmu_setup(int configure);
 
 static inline uint64_t read_scounteren(void)
 {
