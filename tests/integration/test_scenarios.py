@@ -103,3 +103,25 @@ def test_only_rejects_an_unknown_case_id(tmp_path: Path) -> None:
                           config=rig_variant(tmp_path, lambda doc: None))
     assert result.returncode == 2
     assert "--only: 'counters/VU/cycle' matches no case id" in result.stderr
+
+
+def test_a_host_without_sscofpmf_gives_the_no_guest_pmu_deviation(
+        built_kernels: dict, tmp_path: Path) -> None:
+    """KVM 6.12 leaves the guest PMU uninitialised without the host's Sscofpmf: the
+    guest's own SBI PMU probe says so, and the reads follow KVM's documented answer."""
+    def no_sscofpmf(doc: dict) -> None:
+        doc["qemu"]["cpu"] = "rv64,h=true,sscofpmf=false"
+        doc["suites"] = {"counters": {"scounteren": [0x0, 0x7]}, "isolation": {"enabled": False},
+                         "latency": {"enabled": False}, "kvm-host": {"enabled": False}}
+
+    result = orchestrator("run", "--kernel", "b922307a",
+                          config=rig_variant(tmp_path, no_sscofpmf))
+    assert result.returncode == 0, result.stderr[-2000:]
+    cases = run_cases(tmp_path)
+    assert len(cases) == 2 * 4 * 2 * 2
+    assert all(c["details"]["record"]["pmu_available"] is False for c in cases)
+    rules = Counter(c["rule"] for c in cases if c["verdict"] == "known-deviation")
+    assert rules["kvm-no-guest-pmu"] > 0, rules
+    (vs_cycle,) = [c for c in cases if c["id"] == "counters/pmu/VS/cycle/scounteren=0x7"]
+    assert (vs_cycle["verdict"], vs_cycle["rule"]) == ("known-deviation", "kvm-no-guest-pmu")
+    assert vs_cycle["details"]["record"]["value2"] == 0  # KVM's constant, not a counter
