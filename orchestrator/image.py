@@ -79,6 +79,14 @@ def host_entries(busybox: Path, extra: dict[str, Path]) -> list[Entry]:
     entries.append(Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(Entry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()))
     entries.append(Entry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.read_bytes()))
+    # the unpacker creates no directories on its own: add the extras' parents
+    known = set(_DIRS)
+    for name in sorted(extra):
+        parents = Path(name).parents
+        for parent in reversed([str(p) for p in parents if str(p) != "."]):
+            if parent not in known:
+                known.add(parent)
+                entries.append(Entry(parent, stat.S_IFDIR | 0o755))
     for name, source in sorted(extra.items()):
         entries.append(Entry(name, stat.S_IFREG | (source.stat().st_mode & 0o777),
                              source.read_bytes()))

@@ -27,7 +27,7 @@ from orchestrator.plan import Plan, make
 from orchestrator.results import DIFFERS, ERROR, FAIL, Case, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Needs
-from orchestrator.targets.qemu import QemuTarget
+from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia, memory_mb
 
 ICOUNT = "shift=0,sleep=off"
 
@@ -53,9 +53,16 @@ def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -
 
 
 def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
-    """The QEMU machine that serves needs: icount for exact timing, the CPU count."""
-    return dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
-                               smp=needs.cpus or max(qemu.smp, needs.min_cpus))
+    """The QEMU machine that serves needs: icount for exact timing, the CPU count,
+    the memory, AIA; what needs leave alone stays as rig.yaml has it."""
+    machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
+                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus))
+    if needs.memory_mb and memory_mb(qemu.memory) < needs.memory_mb:
+        machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
+    if needs.aia and not has_aia(qemu):
+        machine = dataclasses.replace(machine, machine=f"{qemu.machine},{AIA_MACHINE}",
+                                      cpu=f"{qemu.cpu},{AIA_CPU}")
+    return machine
 
 
 class KernelRun:
@@ -95,7 +102,15 @@ class KernelRun:
         for index, (qemu, members) in enumerate(groups):
             suites = list(members)
             boot_name = "boot" if index == 0 else suites[0].name
-            target = QemuTarget(qemu, built.image, initramfs, self.record.dir / name,
+            try:  # files some suites build for this kernel (e.g. its own selftests)
+                extra = {k: v for s in suites for k, v in s.host_files(self.rig, self.spec).items()}
+                group_initramfs = (guest.host_initramfs(self.rig.cache_dir, extra) if extra
+                                   else initramfs)
+            except InfraError as exc:
+                print(f"[{name} {boot_name}] {exc.message}", file=sys.stderr)
+                self.fail_all(suites, exc)
+                continue
+            target = QemuTarget(qemu, built.image, group_initramfs, self.record.dir / name,
                                 label=f"{name} {boot_name}", budget=self.budget,
                                 boot_name=boot_name)
             entry["targets"][boot_name] = {"suites": [s.name for s in suites],
