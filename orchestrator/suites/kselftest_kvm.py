@@ -12,6 +12,7 @@ pass). Verdicts then go through the series' expectations file
 
 Case ids (`orchestrator list`), one per program, named as in the Makefile:
   kselftest-kvm/<program>                 e.g. kselftest-kvm/arch_timer
+and a variant's own run (kselftest-kvm/demand_paging_test/uffd-missing: -u MISSING),
 except sbi_pmu_test, whose four tests (selected with its -d option) are
 planned and run one by one, so one's failure cannot hide the others:
   kselftest-kvm/riscv/sbi_pmu_test/{basic,events,snapshot,overflow}
@@ -52,6 +53,9 @@ PROGRAMS = (
 )
 SBI_PMU = "riscv/sbi_pmu_test"
 SBI_PMU_TESTS = ("basic", "events", "snapshot", "overflow")  # its -d names
+# A second run of a program in another mode, planned beside its default run:
+# demand_paging_test serving the guest's faults through userfaultfd.
+VARIANTS = {"demand_paging_test": {"uffd-missing": "-u MISSING"}}
 HOST_DIR = "usr/lib/kselftest-kvm"
 KSFT_SKIP = 4
 KILLED = 128 + 9  # status of a program busybox timeout killed with SIGKILL
@@ -66,7 +70,7 @@ _ASSERT = re.compile(r"==== Test Assertion Failure ====\n(.*(?:\n.*){0,6})")
 @dataclasses.dataclass(frozen=True)
 class KselftestConfig(SuiteConfig):
     programs: tuple[str, ...] = PROGRAMS
-    timeout: float = 400.0  # seconds per program (dirty_log_test needs ~180 at 2 GB)
+    timeout: float = 900.0  # seconds per program (dirty_log_test: ~180 s idle, 2 GB)
     reruns: int = 2  # extra attempts after a failure
     memory_mb: int = 2048  # the 1 GB test regions of three programs need it
     aia: bool = True  # AIA host: KVM offers Sscofpmf (overflow) only with Ssaia
@@ -104,6 +108,7 @@ class KselftestKvm(Suite):
                 ids += [f"{self.name}/{SBI_PMU}/{t}" for t in SBI_PMU_TESTS]
             else:
                 ids.append(f"{self.name}/{program}")
+                ids += [f"{self.name}/{program}/{v}" for v in VARIANTS.get(program, {})]
         return ids
 
     def host_files(self, rig: RigConfig, spec: KernelSpec) -> dict[str, Path]:
@@ -118,6 +123,9 @@ class KselftestKvm(Suite):
         if path.startswith(f"{SBI_PMU}/"):
             test = path.rsplit("/", 1)[1]
             return SBI_PMU, " ".join(f"-d {t}" for t in SBI_PMU_TESTS if t != test)
+        program, _, variant = path.rpartition("/")
+        if variant in VARIANTS.get(program, {}):
+            return program, VARIANTS[program][variant]
         return path, ""
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:

@@ -55,7 +55,9 @@ def test_key_follows_sources_and_toolchain():
 def test_plan_names_programs_and_sbi_pmu_tests():
     suite = KselftestKvm(KselftestConfig())
     ids = suite.plan()
-    assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4
+    assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4 + 1
+    assert suite.invocation("kselftest-kvm/demand_paging_test/uffd-missing") == (
+        "demand_paging_test", "-u MISSING")
     assert "kselftest-kvm/riscv/sbi_pmu_test/overflow" in ids
     assert "kselftest-kvm/get-reg-list" in ids
     assert suite.invocation("kselftest-kvm/riscv/sbi_pmu_test/overflow") == (
