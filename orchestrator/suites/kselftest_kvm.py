@@ -64,7 +64,8 @@ KILLED = 128 + 9  # status of a program busybox timeout killed with SIGKILL
 CONSOLE_GRACE = 60
 _GET_REG_SKIP = re.compile(r"^1\.\.0 # SKIP - (\S+): (.*)$", re.MULTILINE)
 _GET_REG_FAIL = re.compile(r"(\S+): There are \d+ missing registers; .*$", re.MULTILINE)
-_ASSERT = re.compile(r"==== Test Assertion Failure ====\n(.*(?:\n.*){0,6})")
+_ASSERT = re.compile(r"==== Test Assertion Failure ====\n(.*(?:\n.*){0,12})")
+_STACK_FRAME = re.compile(r"^\s*\d+\s+0x[0-9a-f]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +207,12 @@ def _detail(result: str, output: str) -> str:
         return document.plan_reason.removeprefix("- ").strip()
     if result == FAIL:
         found = _ASSERT.search(output)
-        lines = (found.group(1) if found else output).strip().splitlines()
-        return " | ".join(line.strip() for line in lines[-4:] if line.strip())[:400]
+        if found:  # "file:line: expression", pid/errno, then the message (stack frames left out)
+            lines = [line.strip() for line in found.group(1).splitlines()
+                     if line.strip() and not _STACK_FRAME.match(line)][:3]
+        else:
+            lines = [line.strip() for line in output.strip().splitlines()[-3:]]
+        return " | ".join(line for line in lines if line)[:400]
     return ""
 
 

@@ -155,3 +155,25 @@ def test_expectations_bad_entries_name_the_file(tmp_path):
                                         "    reason: r\n    reference: ref\n")
     with pytest.raises(BadInput, match=r"6\.12\.yaml: known\.kselftest-kvm/x\.result"):
         kselftest_expect.load("6.12", tmp_path)
+
+
+def test_bisect_check_takes_a_selftest_case_id():
+    from orchestrator import bisect
+
+    rig = config.load(REPO / "rig.yaml")
+    case_id = "kselftest-kvm/riscv/sbi_pmu_test/events"
+    assert bisect.parse_predicate(case_id, rig).only == case_id
+    assert bisect.parse_predicate("kselftest-kvm", rig).only == "kselftest-kvm/*"
+
+
+def test_initramfs_gets_the_parents_of_extra_files(tmp_path):
+    from orchestrator import image
+
+    program = tmp_path / "sbi_pmu_test"
+    program.write_bytes(b"\x7fELF")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"bb")
+    names = [e.name for e in image.host_entries(
+        busybox, {"usr/lib/kselftest-kvm/riscv/sbi_pmu_test": program})]
+    assert names.index("usr/lib/kselftest-kvm") < names.index("usr/lib/kselftest-kvm/riscv") \
+        < names.index("usr/lib/kselftest-kvm/riscv/sbi_pmu_test")
