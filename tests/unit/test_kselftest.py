@@ -177,3 +177,48 @@ def test_initramfs_gets_the_parents_of_extra_files(tmp_path):
         busybox, {"usr/lib/kselftest-kvm/riscv/sbi_pmu_test": program})]
     assert names.index("usr/lib/kselftest-kvm") < names.index("usr/lib/kselftest-kvm/riscv") \
         < names.index("usr/lib/kselftest-kvm/riscv/sbi_pmu_test")
+
+
+class ScriptedHost:
+    """A Target whose programs exit with scripted statuses (the run logic, no QEMU)."""
+
+    label = "scripted"
+
+    def __init__(self, tmp_path: Path, statuses: dict[str, list[int]]) -> None:
+        self.console_log = tmp_path / "k1" / "boot.console.log"
+        self.console_log.parent.mkdir(parents=True)
+        self.statuses = statuses
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float | None = None):
+        from orchestrator.targets import CommandResult
+
+        self.commands.append(command)
+        if command == "uname -r":
+            return CommandResult(command, 0, "6.12.117+\n", 0.1)
+        program = command.split(" ./", 1)[1].split()[0]
+        status = self.statuses[program].pop(0)
+        return CommandResult(command, status, f"{program} said {status}\n", 1.5)
+
+
+def test_run_reruns_failures_and_reports_a_flake(tmp_path):
+    from orchestrator.kselftest import BuiltSelftests
+
+    suite = KselftestKvm(KselftestConfig(reruns=2))
+    suite._built = BuiltSelftests("k", tmp_path, ("arch_timer", "steal_time", "dirty_log_test"),
+                                  1.0, True)
+    host = ScriptedHost(tmp_path, {"arch_timer": [1, 0], "steal_time": [1, 1, 1],
+                                   "dirty_log_test": [4]})
+    ids = ["kselftest-kvm/arch_timer", "kselftest-kvm/steal_time",
+           "kselftest-kvm/dirty_log_test"]
+    cases = {c.id: c for c in suite.run(host, ids)}
+    timer = cases["kselftest-kvm/arch_timer"]
+    # listed as flaky in images/kselftest/6.12.yaml: reported, never a clean pass
+    assert timer.verdict == "known-deviation" and timer.details["flaky"]
+    assert [a["result"] for a in timer.details["attempts"]] == ["fail", "pass"]
+    steal = cases["kselftest-kvm/steal_time"]
+    assert steal.verdict == "fail" and len(steal.details["attempts"]) == 3
+    assert cases["kselftest-kvm/dirty_log_test"].verdict == "skip"
+    log = tmp_path / timer.log
+    assert timer.log == "k1/kselftest-kvm/arch_timer.log"
+    assert log.read_text().count("attempt") == 2 and "exit status 0" in log.read_text()
