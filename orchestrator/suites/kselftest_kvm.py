@@ -20,9 +20,8 @@ Results a program reports inside its output cannot all be known before it
 runs (get-reg-list's configurations depend on the extensions KVM offers;
 KTAP subtests on the program), so they are added as found, under the
 program's id: kselftest-kvm/<program>/<KTAP test description>, and
-kselftest-kvm/get-reg-list/<configuration> for each configuration that
-get-reg-list reports skipped or failed (it prints nothing for the ones
-that pass; those count in the program's own case).
+kselftest-kvm/get-reg-list/<configuration> for each configuration
+get-reg-list reports passed, skipped or failed.
 
 Every attempt's output is kept in <run>/<kernel>/kselftest-kvm/<program>.log.
 """
@@ -62,7 +61,11 @@ KILLED = 128 + 9  # status of a program busybox timeout killed with SIGKILL
 # how long past its own timeout a program may keep the console before the host
 # counts as hung
 CONSOLE_GRACE = 60
-_GET_REG_SKIP = re.compile(r"^1\.\.0 # SKIP - (\S+): (.*)$", re.MULTILINE)
+# get-reg-list prints "<config>: PASS" per configuration, a skip as "1..0 # SKIP - <ext> not
+# available, ..." (riscv) or "- <config>: <capability> not available" (the common code)
+_GET_REG_PASS = re.compile(r"^([\w+-]+): PASS$", re.MULTILINE)
+_GET_REG_SKIP = re.compile(r"^1\.\.0 # SKIP - (?:([\w+-]+): )?(([\w+-]+) not available.*)$",
+                           re.MULTILINE)
 _GET_REG_FAIL = re.compile(r"(\S+): There are \d+ missing registers; .*$", re.MULTILINE)
 _ASSERT = re.compile(r"==== Test Assertion Failure ====\n(.*(?:\n.*){0,12})")
 _STACK_FRAME = re.compile(r"^\s*\d+\s+0x[0-9a-f]+")
@@ -171,8 +174,10 @@ class KselftestKvm(Suite):
                 if result != FAIL:
                     break
         results = [a["result"] for a in attempts]
+        detail = (f"after {self.cfg.timeout:g}s (suites.{self.name}.timeout)"
+                  if results[-1] == "timeout" else _detail(results[-1], output))
         judged = kselftest_expect.judge(results, expectations.get(case_id), expectations.where,
-                                        _detail(results[-1], output))
+                                        detail)
         yield self.case(
             case_id, judged.verdict, reason=judged.reason, rule=judged.rule,
             outcome={"kind": "kselftest", "result": results[-1]},
@@ -224,8 +229,11 @@ def _subresults(case_id: str, program: str, output: str) -> list[tuple[str, str,
     """(sub-case id, result, detail) for each result reported inside the output."""
     found: list[tuple[str, str, str]] = []
     if program == "get-reg-list":
+        for match in _GET_REG_PASS.finditer(output):
+            found.append((f"{case_id}/{match.group(1)}", PASS, ""))
         for match in _GET_REG_SKIP.finditer(output):
-            found.append((f"{case_id}/{match.group(1)}", SKIP, match.group(2).strip()))
+            config = match.group(1) or match.group(3)
+            found.append((f"{case_id}/{config}", SKIP, match.group(2).strip()))
         for match in _GET_REG_FAIL.finditer(output):
             found.append((f"{case_id}/{match.group(1)}", FAIL, match.group(0).strip()))
         return found

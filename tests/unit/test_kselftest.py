@@ -92,13 +92,16 @@ def test_exit_status(status, seconds, result):
 
 
 def test_get_reg_list_configurations_and_ktap_subtests():
-    output = ("1..0 # SKIP - sbi-sta: SBI_EXT_STA not available, skipping tests\n"
+    output = ("sbi-base: PASS\n1..0 # SKIP - h not available, skipping tests\n"
+              "1..0 # SKIP - sbi-sta: SBI_EXT_STA not available, skipping tests\n"
               "==== Test Assertion Failure ====\n"
               "  get-reg-list.c:300: !missing_regs\n"
               "  aia: There are 2 missing registers; 0 registers failed get; 0 registers"
               " failed set; 0 registers failed reject; 0 registers skipped set\n")
     found = kselftest_kvm._subresults("kselftest-kvm/get-reg-list", "get-reg-list", output)
-    assert [(i, r) for i, r, _ in found] == [("kselftest-kvm/get-reg-list/sbi-sta", "skip"),
+    assert [(i, r) for i, r, _ in found] == [("kselftest-kvm/get-reg-list/sbi-base", "pass"),
+                                             ("kselftest-kvm/get-reg-list/h", "skip"),
+                                             ("kselftest-kvm/get-reg-list/sbi-sta", "skip"),
                                              ("kselftest-kvm/get-reg-list/aia", "fail")]
     ktap_out = "TAP version 13\n1..2\nok 1 vcpu 0 stats\nnot ok 2 vm stats # SKIP no fd\n"
     found = kselftest_kvm._subresults("kselftest-kvm/kvm_binary_stats_test", "x", ktap_out)
