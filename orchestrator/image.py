@@ -8,6 +8,8 @@ mknod). Its name hashes its inputs: it is rebuilt only when one changes.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +114,11 @@ def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
         digest.update(f"{entry.name}\0{entry.mode}\0{entry.rdev}\0".encode())
         digest.update(hashlib.sha256(entry.data).digest())
     out = cache_dir / "initramfs" / f"host-{digest.hexdigest()[:16]}.cpio"
-    if not out.is_file():
-        partial = out.with_suffix(".partial")
-        with partial.open("wb") as stream:
-            write_cpio(entries, stream)
+    archive = io.BytesIO()
+    write_cpio(entries, archive)
+    # a file of another size is not this archive (a copy cut short): write it again
+    if not out.is_file() or out.stat().st_size != archive.tell():
+        partial = out.with_suffix(f".{os.getpid()}.partial")  # runs may race on one name
+        partial.write_bytes(archive.getvalue())
         partial.rename(out)
     return out

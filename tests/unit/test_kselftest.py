@@ -225,3 +225,18 @@ def test_run_reruns_failures_and_reports_a_flake(tmp_path):
     log = tmp_path / timer.log
     assert timer.log == "k1/kselftest-kvm/arch_timer.log"
     assert log.read_text().count("attempt") == 2 and "exit status 0" in log.read_text()
+
+
+def test_an_initramfs_cut_short_in_the_cache_is_written_again(tmp_path, monkeypatch):
+    from orchestrator import image
+
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"bb" * 100)
+    monkeypatch.setattr(image, "busybox", lambda cache_dir, progress=None: busybox)
+    extra = tmp_path / "prog"
+    extra.write_bytes(b"\x7fELF" * 1000)
+    out = image.build_initramfs(tmp_path, {"usr/lib/kselftest-kvm/prog": extra})
+    whole = out.read_bytes()
+    out.write_bytes(whole[:1000])
+    assert image.build_initramfs(tmp_path, {"usr/lib/kselftest-kvm/prog": extra}) == out
+    assert out.read_bytes() == whole
