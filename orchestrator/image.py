@@ -118,6 +118,7 @@ def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
     write_cpio(entries, archive)
     # a file of another size is not this archive (a copy cut short): write it again
     if not out.is_file() or out.stat().st_size != archive.tell():
+        out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(f".{os.getpid()}.partial")  # runs may race on one name
         partial.write_bytes(archive.getvalue())
         partial.rename(out)
