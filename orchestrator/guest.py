@@ -52,9 +52,10 @@ def host_path(name: str) -> str:
     return f"/{image.GUEST_TESTS_DIR}/{name}"
 
 
-def host_initramfs(cache_dir: Path) -> Path:
-    """The host initramfs with the guest tests packed in."""
-    return image.build_initramfs(cache_dir, build(cache_dir))
+def host_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None) -> Path:
+    """The host initramfs with the guest tests packed in, and extra files (archive
+    path -> local file) some suites need."""
+    return image.build_initramfs(cache_dir, {**build(cache_dir), **(extra or {})})
 
 
 def command(program: str, flags: str) -> str:

@@ -8,6 +8,7 @@ mknod). Its name hashes its inputs: it is rebuilt only when one changes.
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,14 @@ def host_entries(busybox: Path, extra: dict[str, Path]) -> list[Entry]:
     entries.append(Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(Entry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()))
     entries.append(Entry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.read_bytes()))
+    # the unpacker creates no directories on its own: add the extras' parents
+    known = set(_DIRS)
+    for name in sorted(extra):
+        parents = Path(name).parents
+        for parent in reversed([str(p) for p in parents if str(p) != "."]):
+            if parent not in known:
+                known.add(parent)
+                entries.append(Entry(parent, stat.S_IFDIR | 0o755))
     for name, source in sorted(extra.items()):
         entries.append(Entry(name, stat.S_IFREG | (source.stat().st_mode & 0o777),
                              source.read_bytes()))
@@ -105,7 +114,8 @@ def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
         digest.update(hashlib.sha256(entry.data).digest())
     out = cache_dir / "initramfs" / f"host-{digest.hexdigest()[:16]}.cpio"
     if not cachefile.usable(out, "initramfs"):
-        partial = out.with_suffix(".partial")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_suffix(f".{os.getpid()}.partial")  # runs may race on one name
         with partial.open("wb") as stream:
             write_cpio(entries, stream)
         partial.rename(out)

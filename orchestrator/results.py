@@ -6,7 +6,8 @@ results/<run-id>/ holds:
 - results.json: {"schema_version": 1, "run_id", "cases": [...]}, rewritten
   atomically after each suite and at the end (rebuilt from the .jsonl by
   `RunRecord.load` if the run died before);
-- junit.xml, manifest.json and one console log per boot (TuxRun-style).
+- junit.xml, results.ktap (orchestrator.ktap: every suite as KTAP), manifest.json
+  and one console log per boot (TuxRun-style).
 
 A case is typed data: verdict, structured outcome, optional measurement.
 Comparisons and reports read these fields, never the prose in `reason`.
@@ -143,11 +144,14 @@ class RunRecord:
             _write_atomic(self.dir / "manifest.json", text)
 
     def flush(self) -> None:
-        """results.json and junit.xml from every case so far."""
+        """results.json, junit.xml and results.ktap from every case so far."""
+        from orchestrator import ktap  # it builds on this module's Case
+
         with self._lock:
             cases = list(self.cases)
             _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))
             _write_atomic(self.dir / "junit.xml", junit_xml(cases))
+            _write_atomic(self.dir / "results.ktap", ktap.write(ktap.from_cases(cases)))
 
     def exit_code(self) -> int:
         return exit_code(self.cases)

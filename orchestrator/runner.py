@@ -36,7 +36,7 @@ from orchestrator.plan import Plan, make
 from orchestrator.results import DIFFERS, ERROR, FAIL, SKIP, Case, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Needs
-from orchestrator.targets.qemu import QemuTarget
+from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia
 
 ICOUNT = "shift=0,sleep=off"
 
@@ -62,9 +62,16 @@ def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -
 
 
 def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
-    """The QEMU machine that serves needs: icount for exact timing, the CPU count."""
-    return dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
-                               smp=needs.cpus or max(qemu.smp, needs.min_cpus))
+    """The QEMU machine that serves needs: icount for exact timing, the CPU count,
+    the memory, AIA; what needs leave alone stays as rig.yaml has it."""
+    machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
+                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus))
+    if needs.memory_mb and qemu.memory_mb < needs.memory_mb:
+        machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
+    if needs.aia and not has_aia(qemu):
+        machine = dataclasses.replace(machine, machine=f"{qemu.machine},{AIA_MACHINE}",
+                                      cpu=f"{qemu.cpu},{AIA_CPU}")
+    return machine
 
 
 class KernelRun:
@@ -74,7 +81,7 @@ class KernelRun:
                  budget: Budget, live: LiveTargets) -> None:
         self.rig, self.plan, self.record, self.spec, self.budget = rig, plan, record, spec, budget
         self.live = live
-        self.built: tuple[kernel.BuiltKernel, Path] | None = None
+        self.built: kernel.BuiltKernel | None = None
 
     def add(self, case: Case, log: Path | None = None) -> None:
         if self.live.stopping:  # interrupted: what breaks now is not the kernel's doing
@@ -101,26 +108,45 @@ class KernelRun:
             print(f"[{name}] {exc.message}", file=sys.stderr)
             self.fail_all(list(self.plan.suites), exc)
             return
-        self.built = built, initramfs
         self.record.set_manifest(kernels={
             **self.record.manifest["kernels"],
             name: {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}})
+        # Files some suites build for this kernel (e.g. its own selftests) go into their
+        # group's initramfs; built here, one kernel at a time, as they use its tree.
+        self.initramfs: dict[int, Path] = {}
+        for index, _, suites in self.groups(None):
+            try:
+                extra = {k: v for s in suites for k, v in s.host_files(self.rig, self.spec).items()}
+                self.initramfs[index] = (guest.host_initramfs(self.rig.cache_dir, extra) if extra
+                                         else initramfs)
+            except InfraError as exc:
+                print(f"[{name}] {', '.join(s.name for s in suites)}: {exc.message}",
+                      file=sys.stderr)
+                self.fail_all(suites, exc)
+        self.built = built
 
-    def groups(self, exclusive: bool) -> list[tuple[int, QemuConfig, list[Suite]]]:
-        """(index, machine, suites): suites whose needs give the same machine share a boot."""
+    def groups(self, exclusive: bool | None) -> list[tuple[int, QemuConfig, list[Suite]]]:
+        """(index, machine, suites): suites whose needs give the same machine share a boot.
+        Only the exclusive groups, or only the others; None: all of them."""
         grouped = itertools.groupby(self.plan.suites,
                                     key=lambda s: qemu_for(s.needs(), self.rig.qemu))
-        return [(index, qemu, suites) for index, (qemu, members) in enumerate(grouped)
-                if (suites := list(members))[0].needs().exclusive == exclusive]
+        chosen = []
+        for index, (qemu, members) in enumerate(grouped):
+            suites = list(members)
+            if exclusive is None or suites[0].needs().exclusive == exclusive:
+                chosen.append((index, qemu, suites))
+        return chosen
 
     def run(self, exclusive: bool) -> None:
         """The kernel's target groups that are (or are not) exclusive."""
         if self.built is None:
             return
-        image, initramfs = self.built[0].image, self.built[1]
         for index, qemu, suites in self.groups(exclusive):
+            if index not in self.initramfs:  # its files could not be built: errors already
+                continue
             boot_name = "boot" if index == 0 else suites[0].name
-            target = QemuTarget(qemu, image, initramfs, self.record.dir / self.spec.name,
+            target = QemuTarget(qemu, self.built.image, self.initramfs[index],
+                                self.record.dir / self.spec.name,
                                 label=f"{self.spec.name} {boot_name}", budget=self.budget,
                                 boot_name=boot_name)
             self.record.set_target(self.spec.name, boot_name, suites=[s.name for s in suites],

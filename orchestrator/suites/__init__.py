@@ -29,11 +29,14 @@ import pkgutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from orchestrator.errors import BadInput
 from orchestrator.results import ERROR, Case
 from orchestrator.targets import Capabilities, Needs, Target
+
+if TYPE_CHECKING:
+    from orchestrator.config import KernelSpec, RigConfig
 
 SUITE_PATH_ENV = "RIG_SUITE_PATH"
 
@@ -72,6 +75,11 @@ class Suite:
 
     def plan(self) -> list[str]:
         raise NotImplementedError
+
+    def host_files(self, rig: RigConfig, spec: KernelSpec) -> dict[str, Path]:
+        """Files to pack into the host's initramfs for spec's kernel (archive path ->
+        local file), built here if need be; called before the host boots."""
+        return {}
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         raise NotImplementedError

@@ -29,6 +29,7 @@ class Capabilities:
     cpus: int
     memory_mb: int
     can_reboot: bool
+    aia: bool = False  # AIA interrupt controllers (APLIC + IMSIC) and the Ssaia extension
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Needs:
     cpus: int | None = None  # exactly this many CPUs; None: the target's own
     min_cpus: int = 1
     memory_mb: int | None = None  # at least this much; None: the target's own
+    aia: bool = False  # an AIA machine (KVM offers guests Sscofpmf only on an Ssaia host)
     # measures wall-clock time: runs alone, with nothing else on the machine
     exclusive: bool = False
 
@@ -52,6 +54,8 @@ class Needs:
             return f"needs at least {self.min_cpus} CPUs, the target has {caps.cpus}"
         if self.memory_mb is not None and caps.memory_mb < self.memory_mb:
             return f"needs {self.memory_mb} MB of memory, the target has {caps.memory_mb}"
+        if self.aia and not caps.aia:
+            return "needs AIA (APLIC + IMSIC, Ssaia), which this target lacks"
         return None
 
 

@@ -77,7 +77,8 @@ class QemuTarget:
         self.label = label
         self.budget = budget
         self.capabilities = Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
-                                         memory_mb=qemu.memory_mb, can_reboot=True)
+                                         memory_mb=qemu.memory_mb, can_reboot=True,
+                                         aia=has_aia(qemu))
         self._log_dir = log_dir
         self._boot_name = boot_name
         self._boots = 0
@@ -227,6 +228,14 @@ class QemuTarget:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+AIA_MACHINE = "aia=aplic-imsic"
+AIA_CPU = "smaia=true,ssaia=true"
+
+
+def has_aia(qemu: QemuConfig) -> bool:
+    return AIA_MACHINE in qemu.machine.split(",") and "ssaia=true" in qemu.cpu.split(",")
 
 
 def _kill_pidfile(pidfile: Path) -> None:
