@@ -100,3 +100,16 @@ def user_git_tree(built_kernels: dict[str, dict],
     head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
     return tree, head
+
+
+@pytest.fixture(scope="session")
+def readme_run(built_kernels: dict[str, dict], tmp_path_factory: pytest.TempPathFactory):
+    """The README's main command, `scripts/rig run`, on the default rig (results in a
+    temporary directory), once per session: (its CompletedProcess, its run directory)."""
+    tmp_path = tmp_path_factory.mktemp("readme-run")
+    config = rig_variant(tmp_path, lambda doc: None)
+    result = subprocess.run([str(REPO / "scripts" / "rig"), "run"], cwd=REPO,
+                            env=dict(os.environ, RIG_CONFIG=str(config)),
+                            capture_output=True, text=True, timeout=3 * 3600)
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    return result, run_dir
