@@ -1,12 +1,15 @@
 """The rig's own cost: wall time of a warm (and, with --cold, a cold)
-`orchestrator run`, with each kernel's build time and each boot's time to
-ready, as figures. Nothing is asserted.
+`orchestrator run`, with each kernel's build time, each boot's time to
+ready, each suite's time and the peak memory of the orchestrator and its
+largest child (QEMU), as figures: the median of --repeat runs (default 3)
+with min and max. Nothing is asserted.
 
-    .venv/bin/python scripts/bench.py [--cold] [-c rig.yaml] [--kernel K]...
+    .venv/bin/python scripts/bench.py [--cold] [--repeat N] [-c rig.yaml] [--kernel K]...
 
---cold runs first with an empty cache directory (tarball extraction, both
-kernel builds with an empty ccache, busybox download, guest tests), then
-warm with the same cache. Without it, only warm runs with your cache.
+--cold runs first with an empty cache directory each time (tarball
+extraction, both kernel builds with an empty ccache, busybox download,
+guest tests), then warm with the same cache. Without it, only warm runs
+with your cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +54,26 @@ def timed_run(config: Path, kernels: list[str], env: dict[str, str]) -> dict:
                          "suite_seconds": suites}
     return {"wall_seconds": round(seconds, 1), "exit": result.returncode,
             "run_dir": str(run_dir), "kernels": kernels,
-            "boots": len(list(run_dir.glob("*/*.console.log")))}
+            "boots": len(list(run_dir.glob("*/*.console.log"))),
+            "peak_rss_mib": manifest["peak_rss_mib"]}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": min(values),
+            "max": max(values)}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Median, min and max over runs of the wall time, each suite's time per kernel
+    and the peak memory."""
+    suites = {(k, s) for r in runs for k, fig in r["kernels"].items() for s in fig["suite_seconds"]}
+    return {
+        "wall_seconds": spread([r["wall_seconds"] for r in runs]),
+        "suite_seconds": {f"{k}/{s}": spread([r["kernels"][k]["suite_seconds"].get(s, 0.0)
+                                              for r in runs]) for k, s in sorted(suites)},
+        "peak_rss_mib": {who: spread([r["peak_rss_mib"][who] for r in runs])
+                         for who in ("orchestrator", "qemu")},
+    }
 
 
 def show(label: str, figures: dict) -> None:
@@ -69,16 +92,24 @@ def main() -> int:
     parser.add_argument("-c", "--config", type=Path, default=REPO / "rig.yaml")
     parser.add_argument("--kernel", action="append", default=[])
     parser.add_argument("--cold", action="store_true", help="first run with an empty cache")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each kind (default 3)")
     args = parser.parse_args()
-    figures = {}
-    env = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="rig-bench-cache-") as fresh:
-        if args.cold:
-            env["RIG_CACHE_DIR"] = fresh
-            figures["cold"] = timed_run(args.config, args.kernel, env)
-            show("cold", figures["cold"])
-        figures["warm"] = timed_run(args.config, args.kernel, env)
-        show("warm", figures["warm"])
+    figures: dict = {"cold": [], "warm": []}
+    for index in range(args.repeat):
+        env = dict(os.environ)
+        with tempfile.TemporaryDirectory(prefix="rig-bench-cache-") as fresh:
+            if args.cold:
+                env["RIG_CACHE_DIR"] = fresh
+                figures["cold"].append(timed_run(args.config, args.kernel, env))
+                show(f"cold {index + 1}", figures["cold"][-1])
+            figures["warm"].append(timed_run(args.config, args.kernel, env))
+            show(f"warm {index + 1}", figures["warm"][-1])
+    for kind in ("cold", "warm"):
+        if figures[kind]:
+            figures[f"{kind}_summary"] = summary = summarize(figures[kind])
+            wall = summary["wall_seconds"]
+            print(f"{kind}: median {wall['median']:.1f} s (min {wall['min']:.1f},"
+                  f" max {wall['max']:.1f}) over {len(figures[kind])} run(s)")
     out = REPO / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

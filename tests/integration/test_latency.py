@@ -118,13 +118,19 @@ def test_compare_rejects_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 def test_bench_script_reports_figures(built_kernels: dict, tmp_path: Path) -> None:
     config = rig_variant(tmp_path, latency_only)
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "-c",
-                             str(config), "--kernel", "b922307a"], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+                             str(config), "--kernel", "b922307a", "--repeat", "2"], cwd=REPO,
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("warm: ")
+    assert result.stdout.startswith("warm 1: ")
     figures = json.loads(Path(result.stdout.split("figures: ")[1].strip()).read_text())
-    kernel = figures["warm"]["kernels"]["b922307a"]
+    assert len(figures["warm"]) == 2 and not figures["cold"]
+    kernel = figures["warm"][0]["kernels"]["b922307a"]
     assert kernel["cached"] is True and kernel["build_seconds"] > 0
     assert len(kernel["boot_seconds"]) == 1 + 3  # kvm-host's boot and 3 latency boots
     assert set(kernel["suite_seconds"]) == {"kvm-host", "latency"}
-    assert figures["warm"]["boots"] == 4 and figures["warm"]["wall_seconds"] > 0
+    assert figures["warm"][0]["boots"] == 4
+    summary = figures["warm_summary"]
+    walls = sorted(run["wall_seconds"] for run in figures["warm"])
+    assert (summary["wall_seconds"]["min"], summary["wall_seconds"]["max"]) == tuple(walls)
+    assert summary["peak_rss_mib"]["qemu"]["min"] > 0
+    assert "b922307a/latency" in summary["suite_seconds"]
