@@ -71,9 +71,18 @@ _ASSERT = re.compile(r"==== Test Assertion Failure ====\n(.*(?:\n.*){0,12})")
 _STACK_FRAME = re.compile(r"^\s*\d+\s+0x[0-9a-f]+")
 
 
+# Emulated, the programs that map 1 GB and dirty it page by page take minutes each
+# (demand_paging_test about 270 s per run here). These options shrink their work, not
+# what they check: a 64 MB test region (-b), 8 dirty-log iterations instead of 32 (-i).
+DEFAULT_ARGS = ("demand_paging_test -b 64M", "kvm_page_table_test -b 64M",
+                "dirty_log_test -i 8")
+
+
 @dataclasses.dataclass(frozen=True)
 class KselftestConfig(SuiteConfig):
     programs: tuple[str, ...] = PROGRAMS
+    # "PROGRAM OPTIONS...": options added to every run of that program
+    args: tuple[str, ...] = DEFAULT_ARGS
     timeout: float = 900.0  # seconds per program (dirty_log_test: ~180 s idle, 2 GB)
     reruns: int = 2  # extra attempts after a failure
     memory_mb: int = 2048  # the 1 GB test regions of three programs need it
@@ -95,6 +104,10 @@ class KselftestKvm(Suite):
         for i, program in enumerate(cfg.programs):
             if not re.fullmatch(r"[\w.+-]+(/[\w.+-]+)?", program):
                 fail(f"programs[{i}]", program, "a program path as in the selftests Makefile")
+        for i, entry in enumerate(cfg.args):
+            program, _, options = entry.partition(" ")
+            if program not in cfg.programs or not options.strip():
+                fail(f"args[{i}]", entry, "'PROGRAM OPTIONS' for one of the programs")
         if not 1 <= cfg.timeout <= 24 * 3600:
             fail("timeout", cfg.timeout, "seconds, from 1 to 86400")
         if not 0 <= cfg.reruns <= 10:
@@ -123,7 +136,13 @@ class KselftestKvm(Suite):
 
     def invocation(self, case_id: str) -> tuple[str, str]:
         """(program, arguments) that run case_id."""
-        path = case_id.removeprefix(f"{self.name}/")
+        program, args = self._selection(case_id.removeprefix(f"{self.name}/"))
+        extra = [e.partition(" ")[2] for e in self.cfg.args if e.partition(" ")[0] == program]
+        return program, " ".join([*extra, args]).strip()
+
+    @staticmethod
+    def _selection(path: str) -> tuple[str, str]:
+        """The program of a case and the arguments that select the case."""
         if path.startswith(f"{SBI_PMU}/"):
             test = path.rsplit("/", 1)[1]
             return SBI_PMU, " ".join(f"-d {t}" for t in SBI_PMU_TESTS if t != test)

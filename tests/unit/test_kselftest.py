@@ -57,7 +57,11 @@ def test_plan_names_programs_and_sbi_pmu_tests():
     ids = suite.plan()
     assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4 + 1
     assert suite.invocation("kselftest-kvm/demand_paging_test/uffd-missing") == (
-        "demand_paging_test", "-u MISSING")
+        "demand_paging_test", "-b 64M -u MISSING")
+    assert suite.invocation("kselftest-kvm/demand_paging_test") == ("demand_paging_test",
+                                                                    "-b 64M")
+    assert KselftestKvm(KselftestConfig(args=())).invocation(
+        "kselftest-kvm/dirty_log_test") == ("dirty_log_test", "")
     assert "kselftest-kvm/riscv/sbi_pmu_test/overflow" in ids
     assert "kselftest-kvm/get-reg-list" in ids
     assert suite.invocation("kselftest-kvm/riscv/sbi_pmu_test/overflow") == (
