@@ -235,7 +235,7 @@ class LiveTargets:
             self.stopping = True
             targets = list(self._targets)
         for target in targets:
-            target.close()
+            target.stop()
 
 
 def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:

@@ -90,6 +90,7 @@ class QemuTarget:
         self._child: pexpect.spawn | None = None
         self._log_file: BinaryIO | None = None
         self._next_id = 1
+        self._stopped = False
         self.console_log = log_dir / f"{boot_name}.console.log"
 
     @property
@@ -125,8 +126,15 @@ class QemuTarget:
         if index == 3:
             raise self._fail(f"timed out after {timeout:g}s waiting for {waiting_for}")
 
+    def stop(self) -> None:
+        """Stop QEMU for good: the run is being interrupted, no suite may boot it again."""
+        self._stopped = True
+        self.close()
+
     def boot(self) -> float:
         """Start QEMU and wait for the ready marker; return seconds to ready."""
+        if self._stopped:
+            raise InfraError(f"{self.label}: not booted again: the run is being interrupted")
         self._boots += 1
         suffix = "" if self._boots == 1 else f"-{self._boots}"
         self.console_log = self._log_dir / f"{self._boot_name}{suffix}.console.log"
