@@ -54,6 +54,7 @@ class Lab:
             "counters": {"scounteren": [0x0, 0x7]},
             "isolation": {"perf_user_access": [1], "exits": 300, "migrate": False},
             "latency": {"boots": 1, "windows": 50},
+            "kselftest-kvm": {"enabled": False},
         }
         self.doc = doc
 
