@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.integration
 _spec = importlib.util.spec_from_file_location("reliability", REPO / "scripts" / "reliability.py")
 assert _spec and _spec.loader
 reliability = importlib.util.module_from_spec(_spec)
+sys.modules["reliability"] = reliability  # dataclasses look their module up there
 _spec.loader.exec_module(reliability)
 
 SEED = int(os.environ.get("RIG_RELIABILITY_SEED", "20261129"))
