@@ -66,7 +66,8 @@ def test_plan_names_programs_and_sbi_pmu_tests():
     assert "kselftest-kvm/get-reg-list" in ids
     assert suite.invocation("kselftest-kvm/riscv/sbi_pmu_test/overflow") == (
         "riscv/sbi_pmu_test", "-d basic -d events -d snapshot")
-    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "")
+    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "-e 10000")
+    assert suite.invocation("kselftest-kvm/steal_time") == ("steal_time", "")
 
 
 def test_rig_yaml_plans_the_suite_and_only_globs_select_it():
