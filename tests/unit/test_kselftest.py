@@ -57,7 +57,7 @@ def test_plan_names_programs_and_sbi_pmu_tests():
     ids = suite.plan()
     assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4 + 1
     assert suite.invocation("kselftest-kvm/demand_paging_test/uffd-missing") == (
-        "demand_paging_test", "-b 64M -u MISSING")
+        "demand_paging_test", "-b 64M -u MISSING -b 8M")
     assert suite.invocation("kselftest-kvm/demand_paging_test") == ("demand_paging_test",
                                                                     "-b 64M")
     assert KselftestKvm(KselftestConfig(args=())).invocation(
