@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from collections.abc import Iterator
 
 from orchestrator import guest
-from orchestrator.errors import tail
+from orchestrator.errors import InfraError, tail
 from orchestrator.results import FAIL, PASS, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
-from orchestrator.targets import Needs, Target
+from orchestrator.targets import CommandResult, Needs, Target
 
 PROGRAM = "isolation"
 COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2
@@ -39,6 +40,9 @@ class IsolationConfig(SuiteConfig):
     exits: int = 3000
     # also move the vCPU thread between host CPUs before every KVM_RUN
     migrate: bool = False
+    # seconds one run may take (about 5-20 s on a loaded 2-core machine) before it counts
+    # as hung; a hung run is rerun once on a fresh host (see _run_once)
+    timeout: float = 120.0
 
 
 def host_policy(perf_user_access: int) -> int:
@@ -98,6 +102,8 @@ class Isolation(Suite):
                 fail(f"perf_user_access[{i}]", value, "0, 1 or 2")
         if not 3 <= cfg.exits <= 10**7:
             fail("exits", cfg.exits, "an integer from 3 to 10000000")
+        if not 1 <= cfg.timeout <= 24 * 3600:
+            fail("timeout", cfg.timeout, "seconds, from 1 to 86400")
 
     def needs(self) -> Needs:
         return Needs(min_cpus=2 if self.cfg.migrate else 1)
@@ -157,7 +163,7 @@ class Isolation(Suite):
     def _run_variant(self, target: Target, access: int, placement: str,
                      ids: list[str]) -> Iterator[Case]:
         policy, value = host_policy(access), guest_value(access)
-        result = target.run(self._command(access, placement))
+        result, hung = self._run_once(target, self._command(access, placement))
         summaries = [r for r in guest.parse_records(result.output) if r.get("kind") == "isolation"]
         if result.status != 0 or not summaries:
             yield from self.errors(ids, f"'{result.command}' exited {result.status}"
@@ -173,4 +179,24 @@ class Isolation(Suite):
             (verdict, outcome, reason), expected = checks[cid.rsplit("/", 1)[1]]
             yield self.case(cid, verdict, outcome=outcome, expected=expected, reason=reason,
                             rule=cid.rsplit("/", 1)[1] if verdict == FAIL else None,
-                            duration=result.seconds, details={"summary": summary})
+                            duration=result.seconds,
+                            details={"summary": summary, **({"hung_first": hung} if hung else {})})
+
+    def _run_once(self, target: Target, command: str) -> tuple[CommandResult, str | None]:
+        """Run command; if it hangs, run it again on a fresh host, once.
+
+        On Linux 6.12 under QEMU the guest's first timer wait sometimes never ends
+        (KVM's copy of the guest's timer deadline still holds its reset value, all
+        ones, after the guest's first set_timer: seen about once in 40-60 runs, both
+        kernels). That hang says nothing about SCOUNTEREN, so the variant is run again
+        and the first attempt's error is kept in the cases' details (`hung_first`).
+        """
+        try:
+            return target.run(command, timeout=self.cfg.timeout), None
+        except InfraError as exc:
+            if not target.capabilities.can_reboot:
+                raise
+            print(f"[{target.label}] isolation: {exc.message}; once more on a fresh host",
+                  file=sys.stderr)
+            target.reboot()
+            return target.run(command, timeout=self.cfg.timeout), exc.message
