@@ -29,7 +29,7 @@ from orchestrator.config import RigConfig, SshTarget, default_config_path
 from orchestrator.errors import InfraError
 from orchestrator.plan import Plan, make
 from orchestrator.results import ERROR, FAIL, SKIP, Case, RunRecord
-from orchestrator.runner import KernelRun
+from orchestrator.runner import KernelRun, peak_rss_mib
 from orchestrator.suites import Suite
 from orchestrator.targets.ssh import SshTarget as SshConnection
 
@@ -133,5 +133,6 @@ def run(rig: RigConfig, entry: SshTarget, only: str | None = None) -> RunRecord:
     try:
         TargetRun(rig, plan, record, entry, Budget(rig.timeouts)).run()
     finally:
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.flush()
     return record
