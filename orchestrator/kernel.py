@@ -310,6 +310,10 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     tree = _Tree(rig, spec.source, src_id)
     started = time.monotonic()
     with tree.locked():
+        cached = load_cached(out)  # another run may have built it while we waited
+        if cached:
+            progress.done(f"built meanwhile by another run ({key[:16]})")
+            return cached
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         log = out / "build.log"
