@@ -57,6 +57,7 @@ class Lab:
             "kselftest-kvm": {"enabled": False},
         }
         self.doc = doc
+        self.reference_seconds: float | None = None
 
     def config(self, name: str, **top: object) -> Path:
         path = self.root / f"{name}.yaml"
@@ -116,12 +117,25 @@ def verdicts(directory: Path) -> dict[str, object]:
 # -- the faults ---------------------------------------------------------------------
 
 
+def run_seconds(lab: Lab) -> float:
+    """How long the reduced run takes here and now: random points fall inside it."""
+    if lab.reference_seconds is None:
+        started = time.monotonic()
+        lab.run(lab.config("reference"))
+        lab.reference_seconds = time.monotonic() - started
+    return lab.reference_seconds
+
+
+def random_point(lab: Lab, rng: random.Random) -> float:
+    return rng.uniform(3, max(4.0, run_seconds(lab) - 3))
+
+
 def signal_at_random_point(lab: Lab, rng: random.Random) -> list[Finding]:
     findings = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         name = f"signal-{signum.name}"
         config = lab.config(name)
-        delay = rng.uniform(5, 40)
+        delay = random_point(lab, rng)
         proc = lab.start(config)
         time.sleep(delay)
         proc.send_signal(signum)
@@ -147,7 +161,7 @@ def signal_at_random_point(lab: Lab, rng: random.Random) -> list[Finding]:
 
 def kill_9_then_rerun(lab: Lab, rng: random.Random) -> list[Finding]:
     config = lab.config("kill9")
-    delay = rng.uniform(5, 40)
+    delay = random_point(lab, rng)
     proc = lab.start(config)
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)  # the orchestrator alone: its QEMU must not outlive it
