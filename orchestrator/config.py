@@ -116,6 +116,24 @@ class KernelSpec:
     config: tuple[Path, ...]
 
 
+GUEST_CONFIG = DATA_ROOT / "images" / "config" / "kvm-guest.config"
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """The Linux guest's kernel (suite linux-guest): by default each host's own
+    source, no patches, the guest fragment. One build serves every host whose
+    guest inputs are the same."""
+
+    source: Source | None = None  # None: the host kernel's source
+    patches: tuple[Path, ...] = ()
+    config: tuple[Path, ...] = (GUEST_CONFIG,)
+
+    def kernel_for(self, host: KernelSpec) -> KernelSpec:
+        return KernelSpec(name="guest", source=self.source or host.source,
+                          patches=self.patches, config=self.config)
+
+
 QEMU_TARGET = "qemu"  # the default target: the rig builds and boots its kernels
 HOST_KEY_POLICIES = ("verify", "accept-new")
 
@@ -152,6 +170,7 @@ class RigConfig:
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
     targets: dict[str, SshTarget] = field(default_factory=dict)  # besides QEMU_TARGET
+    guest: GuestSpec = field(default_factory=GuestSpec)
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def check_directories(self) -> None:
@@ -343,6 +362,21 @@ def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source])
     )
 
 
+def _guest(reader: _Reader, value: Any, sources: dict[str, Source]) -> GuestSpec:
+    if value is None:
+        return GuestSpec()
+    raw = reader.mapping("guest", value, ["source", "patches", "config"])
+    source = None
+    if raw.get("source") is not None:
+        name = reader.scalar("guest.source", raw["source"], str)
+        if name not in sources:
+            reader.fail("guest.source", name, f"one of the sources: {', '.join(sources)}")
+        source = sources[name]
+    config = reader.file_list("guest.config", raw.get("config")) or GuestSpec.config
+    return GuestSpec(source=source, patches=reader.patch_list("guest.patches", raw.get("patches")),
+                     config=config)
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (YAML forbids it;
     PyYAML would keep the last one silently)."""
@@ -469,8 +503,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     doc = read_yaml(path)
     reader = _Reader(path)
     top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "suites", "timeouts", "nightly", "targets",
-                          "cache_dir", "results_dir"])
+                         ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
+                          "targets", "cache_dir", "results_dir"])
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
         reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
@@ -531,4 +565,5 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         timeouts=timeouts,
         nightly=nightly,
         targets=_targets(reader, top.get("targets")),
+        guest=_guest(reader, top.get("guest"), sources),
     )

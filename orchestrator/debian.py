@@ -132,3 +132,54 @@ def extract(deb: Path, member: str, dest: Path) -> Path:
     shutil.move(str(scratch / member), dest)
     shutil.rmtree(scratch)
     return dest
+
+
+def fetch_closure(cache_dir: Path, package: str, arch: str = "riscv64",
+                  progress: Progress | None = None) -> list[Path]:
+    """Download package:arch and everything it depends on (no recommends), once;
+    return the checked .debs. The set is recorded with each file's SHA-256, so a
+    later call needs no network and a damaged file is fetched again."""
+    progress = progress or Progress(f"{package}:{arch} and its dependencies")
+    apt = ForeignApt(cache_dir / f"apt-{arch}", arch)
+    archives = apt.root / "cache" / "archives"
+    record = apt.root / f"closure-{package}.json"
+    if record.is_file():
+        known = json.loads(record.read_text())
+        debs = [archives / name for name in known["debs"]]
+        if all(d.is_file() and _sha256(d) == known["debs"][d.name] for d in debs):
+            return debs
+
+    mirror = debian_mirror()
+    log = apt.root / "apt.log"
+    apt.root.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for suite in FOREIGN_SUITES:
+        apt.use_suite(mirror, suite)
+        # an empty dpkg status: apt resolves the whole dependency closure
+        (apt.root / "status").write_text("")
+        try:
+            progress.begin(f"apt-get update ({suite}, {arch})")
+            run_logged(["apt-get", *apt.options(), "--error-on=any", "update"], log, progress)
+            progress.begin(f"apt-get install --download-only {package}:{arch} ({suite})")
+            # apt checks every download against the index's hashes
+            run_logged(["apt-get", *apt.options(), "install", "--yes", "--download-only",
+                        "--no-install-recommends", package], log, progress)
+            plan = subprocess.run(
+                ["apt-get", *apt.options(), "install", "--simulate", "--no-install-recommends",
+                 package], capture_output=True, text=True, check=True)
+        except (InfraError, subprocess.CalledProcessError) as exc:
+            failures.append(f"{suite}: {getattr(exc, 'message', exc)}")
+            continue
+        # "Inst NAME (VERSION SUITE [ARCH])" -> NAME_VERSION_ARCH.deb, ':' quoted as apt does
+        wanted = [f"{name}_{version.replace(':', '%3a')}_{deb_arch}.deb" for name, version, deb_arch
+                  in re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", plan.stdout, re.MULTILINE)]
+        debs = [archives / name for name in wanted]
+        if not debs or not all(d.is_file() for d in debs):
+            failures.append(f"{suite}: apt did not leave the {len(wanted)} .debs it listed")
+            continue
+        record.write_text(json.dumps({"suite": suite,
+                                      "debs": {d.name: _sha256(d) for d in debs}}, indent=1))
+        progress.done(f"{len(debs)} packages from {suite}")
+        return debs
+    raise InfraError(f"could not fetch {package}:{arch} with its dependencies from any of"
+                     f" {', '.join(FOREIGN_SUITES)}", details="\n".join(failures))

@@ -80,6 +80,16 @@ DEVIATIONS = {d.id: d for d in (
         "kvm_riscv_vcpu_pmu_read_hpm() never looks at guest_csr.scounteren",
     ),
     Deviation(
+        "kvm-skip-match-needs-counter-in-use",
+        "a perf event on cycles or instructions counts, and its user page offers the "
+        "counter, under a guest's kernel.perf_user_access 2 (legacy mode)",
+        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c kvm_riscv_vcpu_pmu_ctr_cfg_match(): "
+        "SBI_PMU_CFG_FLAG_SKIP_MATCH on a counter not yet in use -> SBI_ERR_FAILURE, where "
+        "the SBI spec (PMU extension, sbi_pmu_counter_config_matching) selects the first "
+        "counter of the set unconditionally; drivers/perf/riscv_pmu_sbi.c "
+        "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
+    ),
+    Deviation(
         "kvm-no-guest-pmu",
         "an allowed counter read returns the running counter and a VU read with "
         "scounteren bit 0 raises illegal instruction",

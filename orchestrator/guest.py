@@ -17,6 +17,8 @@ from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = DATA_ROOT / "guest-tests"
 PROGRAMS = ("counters", "isolation", "latency")
+# programs for a Linux guest's user space (suite linux-guest), not for the host
+LINUX_PROGRAMS = ("linux-counters",)
 
 
 def _sources() -> list[Path]:
@@ -32,18 +34,25 @@ def source_key(toolchain: str) -> str:
     return digest.hexdigest()
 
 
-def build(cache_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
-    """Build (or reuse) the guest tests; return archive path -> built file."""
+def built(cache_dir: Path, progress: Progress | None = None) -> Path:
+    """The directory of every built program (built now if a source changed)."""
     progress = progress or Progress("guest-tests")
     out = cache_dir / "guest-tests" / source_key(kernel.toolchain_id())[:16]
-    if not all(cachefile.usable(out / name, "guest-test program") for name in PROGRAMS):
+    names = PROGRAMS + LINUX_PROGRAMS
+    if not all(cachefile.usable(out / name, "guest-test program") for name in names):
         out.mkdir(parents=True, exist_ok=True)
         progress.begin(f"make -C {SOURCE_DIR.name}")
         run_logged(["make", "-B", "-C", str(SOURCE_DIR), f"O={out}",
                     f"CROSS_COMPILE={kernel.CROSS_COMPILE}"], out / "build.log", progress)
-        for name in PROGRAMS:
+        for name in names:
             cachefile.seal(out / name)
         progress.done(f"built in {out}")
+    return out
+
+
+def build(cache_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
+    """Build (or reuse) the guest tests; return the host's archive path -> built file."""
+    out = built(cache_dir, progress)
     return {f"{image.GUEST_TESTS_DIR}/{name}": out / name for name in PROGRAMS}
 
 

@@ -74,12 +74,12 @@ def read_cpio(data: bytes) -> dict[str, Entry]:
         members[name] = Entry(name, mode, body, (fields[9], fields[10]))
 
 
-def host_entries(busybox: Path, extra: dict[str, Path]) -> list[Entry]:
+def host_entries(busybox: Path, extra: dict[str, Path], init: Path = INIT_SCRIPT) -> list[Entry]:
     """The archive's members: directories, /dev/console, busybox, /init, extras."""
     entries = [Entry(d, stat.S_IFDIR | 0o755) for d in _DIRS]
     entries.append(Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(Entry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()))
-    entries.append(Entry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.read_bytes()))
+    entries.append(Entry("init", stat.S_IFREG | 0o755, init.read_bytes()))
     # the unpacker creates no directories on its own: add the extras' parents
     known = set(_DIRS)
     for name in sorted(extra):
@@ -104,15 +104,16 @@ def busybox(cache_dir: Path, progress: Progress | None = None) -> Path:
 
 
 def build_initramfs(cache_dir: Path, extra: dict[str, Path] | None = None,
-                    progress: Progress | None = None) -> Path:
-    """Return the host initramfs; extra maps archive paths to local files
-    (e.g. f"{GUEST_TESTS_DIR}/counters")."""
-    entries = host_entries(busybox(cache_dir, progress), extra or {})
+                    progress: Progress | None = None, init: Path = INIT_SCRIPT,
+                    kind: str = "host") -> Path:
+    """Return the host initramfs (or, with another init, a guest's); extra maps
+    archive paths to local files (e.g. f"{GUEST_TESTS_DIR}/counters")."""
+    entries = host_entries(busybox(cache_dir, progress), extra or {}, init)
     digest = hashlib.sha256()
     for entry in entries:
         digest.update(f"{entry.name}\0{entry.mode}\0{entry.rdev}\0".encode())
         digest.update(hashlib.sha256(entry.data).digest())
-    out = cache_dir / "initramfs" / f"host-{digest.hexdigest()[:16]}.cpio"
+    out = cache_dir / "initramfs" / f"{kind}-{digest.hexdigest()[:16]}.cpio"
     if not cachefile.usable(out, "initramfs"):
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(f".{os.getpid()}.partial")  # runs may race on one name

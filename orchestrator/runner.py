@@ -36,7 +36,7 @@ from orchestrator.plan import Plan, make
 from orchestrator.results import DIFFERS, ERROR, FAIL, SKIP, Case, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Needs
-from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia
+from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia, share_args
 
 ICOUNT = "shift=0,sleep=off"
 
@@ -114,11 +114,15 @@ class KernelRun:
         # Files some suites build for this kernel (e.g. its own selftests) go into their
         # group's initramfs; built here, one kernel at a time, as they use its tree.
         self.initramfs: dict[int, Path] = {}
+        self.shares: dict[int, dict[str, Path]] = {}
         for index, _, suites in self.groups(None):
             try:
                 extra = {k: v for s in suites for k, v in s.host_files(self.rig, self.spec).items()}
+                shares = {s.name: share for s in suites
+                          if (share := s.host_share(self.rig, self.spec))}
                 self.initramfs[index] = (guest.host_initramfs(self.rig.cache_dir, extra) if extra
                                          else initramfs)
+                self.shares[index] = shares
             except InfraError as exc:
                 print(f"[{name}] {', '.join(s.name for s in suites)}: {exc.message}",
                       file=sys.stderr)
@@ -148,7 +152,7 @@ class KernelRun:
             target = QemuTarget(qemu, self.built.image, self.initramfs[index],
                                 self.record.dir / self.spec.name,
                                 label=f"{self.spec.name} {boot_name}", budget=self.budget,
-                                boot_name=boot_name)
+                                boot_name=boot_name, extra_args=share_args(self.shares[index]))
             self.record.set_target(self.spec.name, boot_name, suites=[s.name for s in suites],
                                    qemu_command=shlex.join(target.command_line()))
             try:

@@ -8,6 +8,9 @@ declares:
 - `needs()`: what its target must offer (exact timing, CPUs, memory);
 - `plan()`: its case ids, known before anything runs;
 - `run(target, ids)`: runs the selected cases and yields `Case`s;
+- optionally `host_files(rig, spec)` (files packed into the host initramfs)
+  and `host_share(rig, spec)` (a directory the host mounts read-only over
+  virtio-9p, mount tag = the suite's name, for what is too big to pack);
 - optionally `differs(a, b)`: how two kernels' outcomes of a case differ
   (default: their `outcome` data are unequal);
 - optionally `command_for(case_id)`: a host shell script that reruns one case
@@ -80,6 +83,11 @@ class Suite:
         """Files to pack into the host's initramfs for spec's kernel (archive path ->
         local file), built here if need be; called before the host boots."""
         return {}
+
+    def host_share(self, rig: RigConfig, spec: KernelSpec) -> Path | None:
+        """A directory the host gets read-only (mount tag: the suite's name) for spec's
+        kernel, built here if need be; None: no share. Needs.host_share asks for it."""
+        return None
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         raise NotImplementedError

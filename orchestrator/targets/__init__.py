@@ -30,6 +30,7 @@ class Capabilities:
     memory_mb: int
     can_reboot: bool
     aia: bool = False  # AIA interrupt controllers (APLIC + IMSIC) and the Ssaia extension
+    host_share: bool = False  # a suite's directory of the rig's machine, mounted over virtio-9p
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Needs:
     aia: bool = False  # an AIA machine (KVM offers guests Sscofpmf only on an Ssaia host)
     # measures wall-clock time: runs alone, with nothing else on the machine
     exclusive: bool = False
+    host_share: bool = False  # the suite's host_share() directory, mounted in the host
 
     def unmet(self, caps: Capabilities) -> str | None:
         """Why caps cannot serve these needs, or None."""
@@ -56,6 +58,8 @@ class Needs:
             return f"needs {self.memory_mb} MB of memory, the target has {caps.memory_mb}"
         if self.aia and not caps.aia:
             return "needs AIA (APLIC + IMSIC, Ssaia), which this target lacks"
+        if self.host_share and not caps.host_share:
+            return "needs a directory of the rig's machine shared into the host (virtio-9p)"
         return None
 
 

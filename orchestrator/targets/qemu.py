@@ -56,6 +56,16 @@ def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
     return cmd + list(extra_args)
 
 
+def share_args(shares: dict[str, Path]) -> tuple[str, ...]:
+    """QEMU options that export each directory read-only over virtio-9p (virtio-mmio),
+    mount tag = the key: the host mounts it with `mount -t 9p -o trans=virtio TAG DIR`."""
+    args: list[str] = []
+    for index, (tag, path) in enumerate(sorted(shares.items())):
+        args += ["-fsdev", f"local,id=share{index},path={path},security_model=none,readonly=on",
+                 "-device", f"virtio-9p-device,fsdev=share{index},mount_tag={tag}"]
+    return tuple(args)
+
+
 def console_tail(log: Path, lines: int = TAIL_LINES) -> str:
     try:
         return tail(log.read_bytes().decode(errors="replace").replace("\r", ""), lines)
@@ -78,7 +88,7 @@ class QemuTarget:
         self.budget = budget
         self.capabilities = Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
                                          memory_mb=qemu.memory_mb, can_reboot=True,
-                                         aia=has_aia(qemu))
+                                         aia=has_aia(qemu), host_share=True)
         self._log_dir = log_dir
         self._boot_name = boot_name
         self._boots = 0

@@ -1,0 +1,204 @@
+"""linux-guest: a real Linux guest under a real VMM in each host, reading the
+counters from its user space.
+
+For each host kernel.perf_user_access value, the host starts Debian's
+riscv64 QEMU with `-accel kvm -cpu host -M virt` on the guest kernel and
+initramfs (orchestrator.guestvm, shared into the host over virtio-9p). The
+guest's /init runs linux-counters, which for each guest perf_user_access
+value reads cycle, time and instret directly and cycles and instructions
+through perf_event_open + mmap, hopping between the guest's vCPUs, while
+the host moves the VMM's threads between its CPUs. Each read is judged by
+orchestrator.linux_guest_expect.
+
+The host keeps the guest's console in a file and hands it over at the end
+(results/<run>/<kernel>/linux-guest-host-pua=<h>.console.log): a guest panic
+printed on the host console would read as the host's own.
+
+Case ids: linux-guest/host-pua=<h>/guest-pua=<g>/<direct|perf>/<counter>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from orchestrator import guest, guestvm, vmm
+from orchestrator import linux_guest_expect as rules
+from orchestrator.config import KernelSpec, RigConfig
+from orchestrator.errors import InfraError, tail
+from orchestrator.results import FAIL, Case
+from orchestrator.suites import Fail, Suite, SuiteConfig
+from orchestrator.targets import Needs, Target
+
+MOUNT = "/mnt/linux-guest"
+GUEST_CPUS = 2
+GUEST_MEMORY = "128M"
+_ID = re.compile(r"linux-guest/host-pua=(\d)/guest-pua=(\d)/(direct|perf)/(\w+)$")
+_RUN = re.compile(r"^RIG-GUEST-RUN (.*)$", re.MULTILINE)
+# what the host script exits with before the guest runs
+SCRIPT_ERRORS = {90: "cannot mount the guest share (virtio-9p)",
+                 91: "cannot set the host's kernel.perf_user_access"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LinuxGuestConfig(SuiteConfig):
+    host_perf_user_access: tuple[int, ...] = (0, 1, 2)   # one guest boot per value
+    guest_perf_user_access: tuple[int, ...] = (0, 1, 2)  # set in turn inside each guest
+    hops: int = 200          # reads per probe while the process moves between vCPUs
+    migrate: bool = False    # the host moves the VMM's threads between its CPUs
+    timeout: float = 300.0   # seconds per guest run (VMM start to power-off)
+    # an AIA host: KVM offers guests Sscofpmf only then, and without it the guest's
+    # perf cannot exclude the kernel (PERF_PMU_CAP_NO_EXCLUDE: EINVAL)
+    aia: bool = True
+
+
+def host_script(cfg: LinuxGuestConfig, host_pua: int, kernel_args: str) -> str:
+    """The host's part: mount the share, set the host policy, run the VMM with the
+    guest console in a file, move its threads about, report one RIG-GUEST-RUN line."""
+    log = f"/tmp/linux-guest-{host_pua}.log"
+    migrate = "1" if cfg.migrate else ""
+    return f"""
+mkdir -p {MOUNT}
+grep -q ' {MOUNT} 9p ' /proc/mounts || mount -t 9p -o trans=virtio,version=9p2000.L,ro \\
+    linux-guest {MOUNT} || exit 90
+echo {host_pua} > /proc/sys/kernel/perf_user_access || exit 91
+: > {log}
+start=$(cut -d' ' -f1 /proc/uptime)
+timeout -s KILL {cfg.timeout:g} {vmm.command(MOUNT + "/vmm")} -accel kvm -cpu host -M virt \\
+    -smp {GUEST_CPUS} -m {GUEST_MEMORY} -display none -monitor none -no-reboot \\
+    -serial file:{log} -kernel {MOUNT}/Image -initrd {MOUNT}/initramfs.cpio \\
+    -append '{kernel_args}' </dev/null >/tmp/linux-guest-vmm.out 2>&1 &
+vmm=$!
+ready=; moves=0; i=0
+while kill -0 $vmm 2>/dev/null; do
+    [ -z "$ready" ] && grep -q RIG-GUEST-READY {log} && ready=$(cut -d' ' -f1 /proc/uptime)
+    if [ -n "$ready" ] && [ -n "{migrate}" ]; then
+        for task in /proc/$vmm/task/*; do
+            taskset -p -c $((i % $(nproc))) "${{task##*/}}" >/dev/null 2>&1 \\
+                && moves=$((moves + 1))
+        done
+    fi
+    i=$((i + 1))
+    sleep 0.1
+done
+wait $vmm
+status=$?
+end=$(cut -d' ' -f1 /proc/uptime)
+echo "RIG-GUEST-RUN status=$status start=$start ready=${{ready:-none}} end=$end moves=$moves"
+tail -n 20 /tmp/linux-guest-vmm.out
+"""
+
+
+class LinuxGuest(Suite):
+    name = "linux-guest"
+    Config = LinuxGuestConfig
+    order = 40
+    cfg: LinuxGuestConfig
+
+    @classmethod
+    def validate(cls, cfg: LinuxGuestConfig, fail: Fail) -> None:
+        for key in ("host_perf_user_access", "guest_perf_user_access"):
+            values = getattr(cfg, key)
+            if not values:
+                fail(key, list(values), "a non-empty list of 0, 1 and 2")
+            for i, value in enumerate(values):
+                if value not in rules.PERF_USER_ACCESS:
+                    fail(f"{key}[{i}]", value, "0, 1 or 2")
+        if not 0 <= cfg.hops <= 100000:
+            fail("hops", cfg.hops, "an integer from 0 to 100000")
+        if not 10 <= cfg.timeout <= 86400:
+            fail("timeout", cfg.timeout, "seconds from 10 to 86400")
+
+    def needs(self) -> Needs:
+        return Needs(min_cpus=2 if self.cfg.migrate else 1, aia=self.cfg.aia, host_share=True)
+
+    def host_share(self, rig: RigConfig, spec: KernelSpec) -> Path | None:
+        return guestvm.share(rig, spec)
+
+    @staticmethod
+    def case_id(host_pua: int, guest_pua: int, method: str, counter: str) -> str:
+        return f"linux-guest/host-pua={host_pua}/guest-pua={guest_pua}/{method}/{counter}"
+
+    def plan(self) -> list[str]:
+        return [self.case_id(h, g, method, counter)
+                for h in dict.fromkeys(self.cfg.host_perf_user_access)
+                for g in dict.fromkeys(self.cfg.guest_perf_user_access)
+                for method, counters in (("direct", rules.DIRECT_COUNTERS),
+                                         ("perf", rules.PERF_COUNTERS))
+                for counter in counters]
+
+    def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        for host_pua in dict.fromkeys(self.cfg.host_perf_user_access):
+            wanted = [i for i in ids if (m := _ID.match(i)) and int(m.group(1)) == host_pua]
+            if wanted:
+                yield from self._guest_run(target, host_pua, wanted)
+
+    def _guest_run(self, target: Target, host_pua: int, ids: list[str]) -> Iterator[Case]:
+        guest_values = sorted({int(_ID.match(i).group(2)) for i in ids})
+        kernel_args = (f"console=ttyS0 panic=-1 quiet rig.perf-user-access="
+                       f"{','.join(map(str, guest_values))} rig.hops={self.cfg.hops}")
+        result = target.run(host_script(self.cfg, host_pua, kernel_args),
+                            timeout=self.cfg.timeout + 60)
+        if result.status in SCRIPT_ERRORS:
+            yield from self.errors(ids, SCRIPT_ERRORS[result.status], tail(result.output))
+            return
+        console = target.console_log.parent / f"{self.name}-host-pua={host_pua}.console.log"
+        try:
+            target.get(f"/tmp/linux-guest-{host_pua}.log", console)
+        except InfraError as exc:
+            yield from self.errors(ids, f"cannot fetch the guest console: {exc.message}")
+            return
+        guest_console = console.read_bytes().decode(errors="replace").replace("\r", "")
+        found = _RUN.search(result.output)
+        run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
+        details = {"guest_console": tail(guest_console), "vmm": run,
+                   "guest_boot_seconds": _boot_seconds(run)}
+        yield from self._judged(host_pua, ids, guest_console, run, details)
+
+    def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
+                details: dict) -> Iterator[Case]:
+        records = guest.parse_records(console)
+        start = next((r for r in records if r.get("kind") == "start"), {})
+        cpus = int(start.get("cpus", GUEST_CPUS))
+        reported = set()
+        for record in records:
+            if record.get("kind") != "read":
+                continue
+            cid = self.case_id(host_pua, record["perf_user_access"],
+                               record["method"], record["counter"])
+            if cid not in ids or cid in reported:
+                continue
+            reported.add(cid)
+            judged = rules.judge(record, cpus)
+            reason = f"{judged.rule}: {judged.reason}" if judged.verdict == FAIL else judged.reason
+            yield self.case(cid, judged.verdict, reason=reason, rule=judged.rule,
+                            outcome=rules.outcome_of(record), expected=judged.expected,
+                            details={**details, "observed": judged.observed, "record": record})
+        missing = [i for i in ids if i not in reported]
+        if missing:
+            yield from self.errors(missing, _why_missing(console, run),
+                                   details["guest_console"])
+
+
+def _boot_seconds(run: dict[str, str]) -> float | None:
+    """QEMU start in the host to the guest's /init, as the host's clock saw it."""
+    try:
+        return round(float(run["ready"]) - float(run["start"]), 2)
+    except (KeyError, ValueError):
+        return None
+
+
+def _why_missing(console: str, run: dict[str, str]) -> str:
+    if not run:
+        return "the host script did not report the guest run"
+    if run.get("status") == "137":
+        return "the guest did not finish in time (the VMM was killed)"
+    if "Kernel panic" in console:
+        return "the guest kernel panicked: " + next(
+            line for line in console.splitlines() if "Kernel panic" in line).strip()
+    if run.get("ready") == "none":
+        return f"the guest never reached user space (VMM exit status {run.get('status')})"
+    return f"the guest stopped before reporting this read (VMM exit status {run.get('status')})"
+
