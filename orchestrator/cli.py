@@ -42,7 +42,8 @@ from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
-from orchestrator.targets.qemu import QemuTarget, console_tail
+from orchestrator.suites import Suite, linux_guest
+from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
 from orchestrator.targets.ssh import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
@@ -73,10 +74,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _boot(args: argparse.Namespace, extra_append: str = "",
-          ssh_entry: list[config.SshTarget] | None = None) -> QemuTarget:
-    """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too."""
+          ssh_entry: list[config.SshTarget] | None = None,
+          suite: Suite | None = None) -> QemuTarget:
+    """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too; with
+    suite, on the machine its needs give, its share mounted."""
     rig = _load(args)
-    built = kernel.build(rig, rig.kernel(args.kernel))
+    spec = rig.kernel(args.kernel)
+    built = kernel.build(rig, spec)
     initramfs = guest.host_initramfs(rig.cache_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     timeouts = rig.timeouts
@@ -84,13 +88,18 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
         timeouts = dataclasses.replace(timeouts, command=args.timeout)
     boot_name = f"{args.kernel}-{stamp}-{os.getpid()}"
     extra_args: tuple[str, ...] = ()
+    machine = rig.qemu
+    if suite is not None:
+        machine = runner.qemu_for(suite.needs(), rig.qemu)
+        share = suite.host_share(rig, spec)
+        extra_args = share_args({suite.name: share} if share else {})
     if ssh_entry is not None:
         initramfs, extra_args, entry = sshhost.prepare(
             rig.cache_dir, initramfs, rig.results_dir / "boots" / f"{boot_name}-ssh",
             f"{args.kernel}-ssh")
         ssh_entry.append(entry)
         extra_append = " ".join(filter(None, (extra_append, sshhost.KERNEL_ARG)))
-    target = QemuTarget(rig.qemu, built.image, initramfs, rig.results_dir / "boots",
+    target = QemuTarget(machine, built.image, initramfs, rig.results_dir / "boots",
                         label=args.kernel, budget=Budget(timeouts), boot_name=boot_name,
                         extra_append=extra_append, extra_args=extra_args)
     print(f"[{args.kernel}] booting; console log: {target.console_log}", file=sys.stderr)
@@ -137,8 +146,23 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
+    if args.guest:
+        return _guest_shell(args)
     with _boot(args, extra_append="rig.shell") as target:
         print("host shell: Ctrl-] to leave (QEMU is then stopped)", file=sys.stderr)
+        target.interact()
+    return EXIT_OK
+
+
+def _guest_shell(args: argparse.Namespace) -> int:
+    """The linux-guest suite's guest, started in the host, its console handed over."""
+    suite = linux_guest.LinuxGuest(_load(args).suites.get("linux-guest")
+                                   or linux_guest.LinuxGuestConfig())
+    with _boot(args, suite=suite) as target:
+        target.run(linux_guest.MOUNT_SCRIPT)
+        print("guest shell: 'poweroff -f' ends the guest, Ctrl-] leaves (QEMU is then"
+              " stopped)", file=sys.stderr)
+        target.send(linux_guest.vmm_command(linux_guest.SHELL_KERNEL_ARGS, "-nographic"))
         target.interact()
     return EXIT_OK
 
@@ -401,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
     p.add_argument("kernel", metavar="KERNEL")
+    p.add_argument("--guest", action="store_true",
+                   help="start suite linux-guest's Linux guest under KVM in the host and give"
+                        " its console instead")
     p.set_defaults(func=cmd_shell)
 
     p = sub.add_parser("list", help="the case ids a run would run, known before it starts")

@@ -54,22 +54,31 @@ class LinuxGuestConfig(SuiteConfig):
     aia: bool = True
 
 
+MOUNT_SCRIPT = f"""mkdir -p {MOUNT}
+grep -q ' {MOUNT} 9p ' /proc/mounts || mount -t 9p \\
+    -o trans=virtio,version=9p2000.L,cache=loose,msize=262144,ro linux-guest {MOUNT}"""
+
+
+def vmm_command(kernel_args: str, console: str) -> str:
+    """The host command line that boots the guest; console: QEMU's console options."""
+    return (f"{vmm.command(MOUNT + '/vmm')} -accel kvm -cpu host -M virt"
+            f" -smp {GUEST_CPUS} -m {GUEST_MEMORY} -no-reboot -kernel {MOUNT}/Image"
+            f" -initrd {MOUNT}/initramfs.cpio -append '{kernel_args}' {console}")
+
+
 def host_script(cfg: LinuxGuestConfig, host_pua: int, kernel_args: str) -> str:
     """The host's part: mount the share, set the host policy, run the VMM with the
     guest console in a file, move its threads about, report one RIG-GUEST-RUN line."""
     log = f"/tmp/linux-guest-{host_pua}.log"
     migrate = "1" if cfg.migrate else ""
+    console = f"-display none -monitor none -serial file:{log}"
     return f"""
-mkdir -p {MOUNT}
-grep -q ' {MOUNT} 9p ' /proc/mounts || mount -t 9p -o trans=virtio,version=9p2000.L,ro \\
-    linux-guest {MOUNT} || exit 90
+{MOUNT_SCRIPT} || exit 90
 echo {host_pua} > /proc/sys/kernel/perf_user_access || exit 91
 : > {log}
 start=$(cut -d' ' -f1 /proc/uptime)
-timeout -s KILL {cfg.timeout:g} {vmm.command(MOUNT + "/vmm")} -accel kvm -cpu host -M virt \\
-    -smp {GUEST_CPUS} -m {GUEST_MEMORY} -display none -monitor none -no-reboot \\
-    -serial file:{log} -kernel {MOUNT}/Image -initrd {MOUNT}/initramfs.cpio \\
-    -append '{kernel_args}' </dev/null >/tmp/linux-guest-vmm.out 2>&1 &
+timeout -s KILL {cfg.timeout:g} {vmm_command(kernel_args, console)} \\
+    </dev/null >/tmp/linux-guest-vmm.out 2>&1 &
 vmm=$!
 ready=; moves=0; i=0
 while kill -0 $vmm 2>/dev/null; do
@@ -89,6 +98,9 @@ end=$(cut -d' ' -f1 /proc/uptime)
 echo "RIG-GUEST-RUN status=$status start=$start ready=${{ready:-none}} end=$end moves=$moves"
 tail -n 20 /tmp/linux-guest-vmm.out
 """
+
+
+SHELL_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet rig.shell"
 
 
 class LinuxGuest(Suite):

@@ -170,8 +170,9 @@ class QemuTarget:
         self._next_id = 1
         return self.boot()
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run a shell script in the host; return its status and output."""
+    def send(self, command: str) -> int:
+        """Start a shell script in the host and return its id, without waiting for it
+        (it reads the console: interact() then hands it to the user)."""
         if self._child is None:
             raise InfraError(f"{self.label}: the host is not running")
         command_id = self._next_id
@@ -182,8 +183,14 @@ class QemuTarget:
                              f" ({len(line)} > {MAX_COMMAND_LINE} bytes encoded)")
         if self._log_file:  # the log shows each command before its output
             self._log_file.write(f"\n$ {command}\n".encode())
-        started = time.monotonic()
         self._child.sendline(line)
+        return command_id
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run a shell script in the host; return its status and output."""
+        started = time.monotonic()
+        command_id = self.send(command)
+        assert self._child is not None
         limit = self.budget.limit("command", timeout)
         end = re.compile(rb"RIG-END %d (\d+)" % command_id)
         self._expect(end, limit, f"command {command!r} to finish")

@@ -31,18 +31,21 @@ def orchestrator(*args: str, config: Path | None = None,
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def rig_variant(tmp_path: Path, edit, selftests: bool = False) -> Path:
+def rig_variant(tmp_path: Path, edit, selftests: bool = False,
+                linux_guest: bool = False) -> Path:
     """A copy of rig.yaml edited by edit(doc), with results under tmp_path.
 
-    The kselftest-kvm suite (minutes per kernel) is switched off unless selftests
-    is true; `--only kselftest-kvm/...` still runs its cases."""
+    The kselftest-kvm and linux-guest suites (a minute or more per kernel) are
+    switched off unless selftests / linux_guest is true; `--only SUITE/...` still
+    runs their cases."""
     doc = yaml.safe_load((REPO / "rig.yaml").read_text())
     for kernel in doc["kernels"]:
         kernel["patches"] = [str(REPO / p) for p in kernel.get("patches", [])]
         kernel["config"] = [str(REPO / p) for p in kernel.get("config", [])]
     doc["results_dir"] = str(tmp_path / "results")
-    if not selftests:
-        doc["suites"]["kselftest-kvm"] = {**doc["suites"]["kselftest-kvm"], "enabled": False}
+    for suite, wanted in (("kselftest-kvm", selftests), ("linux-guest", linux_guest)):
+        if not wanted:
+            doc["suites"][suite] = {**doc["suites"][suite], "enabled": False}
     edit(doc)
     path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -112,7 +115,7 @@ def readme_run(built_kernels: dict[str, dict], tmp_path_factory: pytest.TempPath
     """The README's main command, `scripts/rig run`, on the default rig (results in a
     temporary directory), once per session: (its CompletedProcess, its run directory)."""
     tmp_path = tmp_path_factory.mktemp("readme-run")
-    config = rig_variant(tmp_path, lambda doc: None, selftests=True)
+    config = rig_variant(tmp_path, lambda doc: None, selftests=True, linux_guest=True)
     result = subprocess.run([str(REPO / "scripts" / "rig"), "run"], cwd=REPO,
                             env=dict(os.environ, RIG_CONFIG=str(config)),
                             capture_output=True, text=True, timeout=3 * 3600)
