@@ -9,8 +9,10 @@ console (`monitors`). So the rig decides beforehand what each boot runs:
   boot becomes a shell script in the host's initramfs (/rig-lava/boot-N.sh,
   started by /init through `rig.run=`), and a deploy/boot/test block of the
   kernel's job whose QEMU options are the group's machine. The script runs
-  every command under a watchdog, frames its output with RIG-CMD-BEGIN/END
-  (status, host uptime before and after, whether the watchdog killed it),
+  every command under a watchdog (a command it kills runs once more: the
+  job cannot reboot in the middle of a boot), frames its output with
+  RIG-CMD-BEGIN/END (status, host uptime before and after, whether the
+  watchdog killed it),
   and prints one `RIG-CASE <id> pass|fail` line per case for LAVA's monitor:
   pass when all the suite's commands in that boot ran to their end. A
   command a suite repeats right away (a rerun after a failure) runs again
@@ -74,9 +76,11 @@ BOOT_SCRIPT = """#!/bin/sh
 # Written by 'orchestrator lava export'; /init runs it (rig.run=) and powers off.
 cd /
 # rig_run ID TIMEOUT FILE: FILE's output between RIG-CMD-BEGIN and RIG-CMD-END ID STATUS
-# UPTIME-BEFORE UPTIME-AFTER done|timeout. The watchdog kills its process group.
+# UPTIME-BEFORE UPTIME-AFTER done|timeout. The watchdog kills its process group; a
+# command it killed runs once more (where `orchestrator run` would reboot and rerun).
 rig_run() {{
     echo "RIG-CMD-BEGIN $1"
+    rm -f "/tmp/rig-killed-$1"
     b=$(cut -d' ' -f1 /proc/uptime)
     setsid sh "$3" </dev/null 2>&1 &
     p=$!
@@ -88,7 +92,10 @@ rig_run() {{
     e=$(cut -d' ' -f1 /proc/uptime)
     if [ -e "/tmp/rig-killed-$1" ]; then how=timeout; else how=done; fi
     echo "RIG-CMD-END $1 $s $b $e $how"
-    [ "$how" = done ] || ok=fail
+    if [ "$how" = timeout ]; then
+        [ -z "$4" ] && {{ rig_run "$1" "$2" "$3" again; return $?; }}
+        ok=fail
+    fi
     return $s
 }}
 echo "RIG-LAVA-BOOT {index}"
@@ -291,12 +298,10 @@ def render_job(kernel_name: str, kernel_key: str, rig_qemu: QemuConfig, boots: l
             "kernel": artifacts[boot.index]["kernel"], "ramdisk": artifacts[boot.index]["ramdisk"],
             "kernel_arg": f'-kernel {{kernel}} -append "{kernel_append(boot.qemu, boot)}"',
             "ramdisk_arg": f"-initrd {{ramdisk}} {machine_args(boot.qemu)}",
-            "timeout": boot_seconds(boot)})
-    boot_s = int(boot_timeout)
-    timeouts = {"deploy": DEPLOY_SECONDS, "boot": boot_s,
-                "action": max(b["timeout"] for b in blocks) if blocks else 600,
-                "connection": max((suite_seconds(b) for b in boots), default=600) + boot_s,
-                "job": sum(DEPLOY_SECONDS + boot_s + b["timeout"] for b in blocks)}
+            "timeout": boot_seconds(boot), "wait": suite_seconds(boot) + int(boot_timeout)})
+    timeouts = {"deploy": DEPLOY_SECONDS,
+                "action": max((b["timeout"] for b in blocks), default=600),
+                "job": sum(DEPLOY_SECONDS + b["wait"] + b["timeout"] for b in blocks)}
     return _environment().get_template("lava-job.yaml.jinja2").render(
         version=__version__, kernel=kernel_name, kernel_key=kernel_key, device_type=device_type,
         tags=tags or [], timeouts=timeouts, qemu=rig_qemu, extra_options=EXTRA_OPTIONS,
@@ -415,7 +420,7 @@ class BootLog:
     index: int
     lines: list[str] = dataclasses.field(default_factory=list)
     command_line: str = ""  # QEMU's, as LAVA ran it
-    commands: dict[int, Recorded] = dataclasses.field(default_factory=dict)
+    commands: dict[int, list[Recorded]] = dataclasses.field(default_factory=dict)
     finished: bool = False
 
     @property
@@ -497,9 +502,9 @@ def _read_commands(boot: BootLog) -> None:
         if end and current is not None:
             output = "".join(x + "\n" for x in current) + line[:end.start()]
             ident, status, begin, finish, how = end.groups()
-            boot.commands[int(ident)] = Recorded(int(ident), int(status),
-                                                 round(float(finish) - float(begin), 2),
-                                                 how == "timeout", output)
+            boot.commands.setdefault(int(ident), []).append(
+                Recorded(int(ident), int(status), round(float(finish) - float(begin), 2),
+                         how == "timeout", output))
             current = None
         elif current is not None:
             current.append(line)
@@ -522,7 +527,8 @@ class ReplayTarget:
         self.capabilities = capabilities(boots[0].qemu)
         self._boots, self._logs, self._dir, self._error = boots, logs, log_dir, job_error
         self._position = -1
-        self._used: set[int] = set()
+        self._served: dict[int, int] = {}  # command id -> attempts handed out
+        self._last: Recorded | None = None
         self.console_log = log_dir / "unused"
         self.boot_history: list[float] = []
         self._start(0)
@@ -549,14 +555,17 @@ class ReplayTarget:
         if log is None:
             raise self._missing(f"the LAVA job has no boot {self.boot.index}")
         for planned in self.boot.commands:
-            if planned.command != command or planned.id in self._used:
+            attempts = log.commands.get(planned.id, [])
+            served = self._served.get(planned.id, 0)
+            again = served and served < len(attempts) and attempts[served - 1].timed_out
+            if planned.command != command or (served and not again):
                 continue
-            self._used.add(planned.id)
-            done = log.commands.get(planned.id)
-            if done is None:
+            self._served[planned.id] = served + 1
+            if not attempts:
                 if planned.retry_of is not None:
                     continue  # the attempt before it passed: this one never ran
                 raise self._missing(f"the job's host did not finish {command!r}")
+            done = self._last = attempts[served]
             if done.timed_out:
                 raise self._missing(f"timed out after {planned.timeout:g}s waiting for"
                                     f" command {command!r} to finish")
@@ -565,6 +574,15 @@ class ReplayTarget:
                             " (the suite asked for what export did not record)")
 
     def reboot(self) -> float:
+        last = self._last
+        if last and last.timed_out and len(self._logs[self.boot.index].commands[last.id]) \
+                > self._served[last.id]:
+            # the job's script ran the killed command once more in the same boot:
+            # the suite's rerun after a reboot gets that attempt
+            print(f"[{self.label}] no reboot in a LAVA job: the command the watchdog killed"
+                  " was run once more in the same boot", file=sys.stderr)
+            self._last = None
+            return 0.0
         if self._position + 1 >= len(self._boots):
             raise self._missing(f"the LAVA job booted this machine {len(self._boots)} time(s);"
                                 " the suite asked for another boot")
