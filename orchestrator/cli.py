@@ -57,7 +57,7 @@ def _load(args: argparse.Namespace) -> config.RigConfig:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    return provision.setup(dry_run=args.dry_run)
+    return provision.setup(dry_run=args.dry_run, lava=args.lava)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
     p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
+    p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
+                   " to run exported jobs on this machine")
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("build", help="build kernels (cached by content)")
