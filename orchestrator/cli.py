@@ -26,6 +26,7 @@ from orchestrator import (
     guest,
     history,
     kernel,
+    lava,
     nightly,
     plan,
     provision,
@@ -57,7 +58,7 @@ def _load(args: argparse.Namespace) -> config.RigConfig:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    return provision.setup(dry_run=args.dry_run)
+    return provision.setup(dry_run=args.dry_run, lava=args.lava)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -390,6 +391,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lava_export(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    jobs = lava.export(rig, args.outdir.resolve(), args.kernel, args.only, args.base_url,
+                       args.device_type, args.tag)
+    for job in jobs:
+        print(f"job: {job}")
+    print(f"artifacts: {args.outdir / 'artifacts'} (SHA256SUMS)")
+    print(f"device for lava-run: {args.outdir / lava.DEVICE_FILE}")
+    return EXIT_OK
+
+
+def cmd_lava_import(args: argparse.Namespace) -> int:
+    record = lava.import_run(_load(args), args.dir)
+    print(report.summary_table(record.cases))
+    code = record.exit_code()
+    print(f"results: {record.dir} (exit {code})")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -405,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
     p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
+    p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
+                   " to run exported jobs on this machine")
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("build", help="build kernels (cached by content)")
@@ -499,6 +521,22 @@ def build_parser() -> argparse.ArgumentParser:
                    " results/reproduce-KERNEL-CASE")
     p.add_argument("--tar", action="store_true", help="also pack it as DIR.tar.gz")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("lava", help="the run as LAVA jobs (export), their logs as a run (import)")
+    lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION")
+    q = lava_sub.add_parser("export", help="one LAVA job per kernel, with its artifacts")
+    q.add_argument("outdir", type=Path, metavar="OUTDIR")
+    q.add_argument("--kernel", action="append", metavar="K", help="only this kernel (repeat)")
+    q.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
+    q.add_argument("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
+                   " (default: file:// paths, for a worker on this machine)")
+    q.add_argument("--device-type", default="qemu", help="the lab's device type (default qemu)")
+    q.add_argument("--tag", action="append", metavar="TAG", help="a device tag jobs need")
+    q.set_defaults(func=cmd_lava_export)
+    q = lava_sub.add_parser("import", help="judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
+                            " a run under results/")
+    q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
+    q.set_defaults(func=cmd_lava_import)
     return parser
 
 

@@ -32,6 +32,12 @@ PACKAGES = (
 PYTHON_MODULES = {"yaml": "pyyaml", "pexpect": "pexpect", "paramiko": "paramiko",
                   "numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib",
                   "pytest": "pytest"}
+# `setup --lava`: the LAVA dispatcher (lava-run) for running exported jobs here
+# (orchestrator.lava). It needs python3-guestfs, hence qemu-system-x86, which must
+# come from the suite the rig's QEMU came from (bookworm-backports on Debian 12),
+# or apt would want bookworm's 7.2 qemu-system-common back.
+LAVA_PACKAGE = "lava-dispatcher"
+QEMU_X86 = "qemu-system-x86"
 BACKPORTS_SOURCE = Path("/etc/apt/sources.list.d/riscv-kvm-rig-backports.sources")
 
 
@@ -112,6 +118,29 @@ def plan(installed: dict[str, str], qemu_candidates: list[tuple[str, str]], code
     return result
 
 
+def lava_packages(lava_installed: bool, qemu_suite: str) -> list[str]:
+    """apt arguments that install the LAVA dispatcher beside the rig's QEMU."""
+    if lava_installed:
+        return []
+    if qemu_suite.endswith("-backports"):
+        return [LAVA_PACKAGE, f"{QEMU_X86}/{qemu_suite}"]
+    return [LAVA_PACKAGE]
+
+
+def setup_lava(dry_run: bool) -> int:
+    qemu = _dpkg_version(QEMU_PACKAGE)
+    suite = next((s for v, s in _candidates(QEMU_PACKAGE) if v == qemu), "")
+    todo = lava_packages(bool(_dpkg_version(LAVA_PACKAGE)), suite)
+    if not todo:
+        print(f"setup: {LAVA_PACKAGE} {_dpkg_version(LAVA_PACKAGE)} is installed")
+        return 0
+    print(f"setup: {'would' if dry_run else 'will'} apt install --no-install-recommends"
+          f" {' '.join(todo)}")
+    if not dry_run:
+        _apt_get("install", "-y", "--no-install-recommends", *todo)
+    return 0
+
+
 def _missing_python() -> list[str]:
     return [package for module, package in PYTHON_MODULES.items()
             if importlib.util.find_spec(module) is None]
@@ -148,7 +177,7 @@ def _not_debian_message() -> str:
             "then run 'orchestrator setup' again to check")
 
 
-def setup(dry_run: bool = False) -> int:
+def setup(dry_run: bool = False, lava: bool = False) -> int:
     release = os_release()
     family = {release.get("ID", "")} | set(release.get("ID_LIKE", "").split())
     if not family & {"debian", "ubuntu"}:
@@ -163,7 +192,7 @@ def setup(dry_run: bool = False) -> int:
     todo = plan(installed, _candidates(QEMU_PACKAGE), codename, _missing_python())
     if todo.empty():
         print(f"setup: nothing to do, everything is installed ({QEMU_PACKAGE} {qemu})")
-        return 0
+        return setup_lava(dry_run) if lava else 0
     print(f"setup: {'would' if dry_run else 'will'} {todo.describe(codename)}")
     if dry_run:
         return 0
@@ -182,4 +211,4 @@ def setup(dry_run: bool = False) -> int:
         print("setup: $ " + " ".join(pip), flush=True)
         subprocess.run(pip, check=True)
     print("setup: done")
-    return 0
+    return setup_lava(dry_run) if lava else 0

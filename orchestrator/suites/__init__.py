@@ -13,6 +13,9 @@ declares:
   virtio-9p, mount tag = the suite's name, for what is too big to pack);
 - optionally `differs(a, b)`: how two kernels' outcomes of a case differ
   (default: their `outcome` data are unequal);
+- optionally `script(target, ids)`: the commands and reboots run() would send,
+  for a target that only records them to run later without the rig (a LAVA
+  job, orchestrator.lava); the default runs run() itself against it;
 - optionally `command_for(case_id)`: a host shell script that reruns one case
   alone and prints its outcome as one line, `outcome_line(outcome)`, so that
   `orchestrator reproduce` can bundle it to run without the rig (default:
@@ -22,6 +25,7 @@ Nothing else in the rig names a suite: adding one is adding a module.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -34,7 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, InfraError
 from orchestrator.results import ERROR, Case
 from orchestrator.targets import Capabilities, Needs, Target
 
@@ -91,6 +95,16 @@ class Suite:
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         raise NotImplementedError
+
+    def script(self, target: Target, ids: list[str]) -> None:
+        """Send target the commands and reboots run(target, ids) would send. The target
+        records them for a job that runs without the rig (orchestrator.lava) and answers
+        every command with a failure and no output, so that the commands a suite reruns
+        after a failure are recorded too. This default drives run() itself, which fits
+        suites whose commands do not depend on earlier commands' output; others override it."""
+        with contextlib.suppress(InfraError):
+            for _ in self.run(target, ids):
+                pass
 
     @classmethod
     def differs(cls, a: Case, b: Case) -> str | None:

@@ -67,3 +67,10 @@ def test_setup_on_another_system_lists_what_to_install(
     assert "not a Debian or Ubuntu system" in err
     for package in ("gcc-riscv64-linux-gnu", "linux-source-6.12", "pexpect"):
         assert package in err
+
+
+def test_lava_dispatcher_beside_a_backports_qemu() -> None:
+    assert provision.lava_packages(False, "bookworm-backports") == [
+        "lava-dispatcher", "qemu-system-x86/bookworm-backports"]
+    assert provision.lava_packages(False, "trixie") == ["lava-dispatcher"]
+    assert provision.lava_packages(True, "bookworm-backports") == []
