@@ -205,22 +205,25 @@ def groups(suites: Iterable[Suite], qemu: QemuConfig) -> list[tuple[QemuConfig, 
 
 
 def record_boots(rig: RigConfig, suites: list[Suite], cases: dict[str, list[str]],
-                 work: Path) -> list[Boot]:
-    """Every boot of a kernel's job, with the commands each runs."""
+                 work: Path) -> tuple[list[Boot], dict[str, dict[str, Any]]]:
+    """Every boot of a kernel's job, with the commands each runs; and the suites a
+    LAVA boot cannot serve (suite -> ids and reason), which no boot runs."""
     boots: list[Boot] = []
+    skipped: dict[str, dict[str, Any]] = {}
     next_id = 1
     for position, (machine, members) in enumerate(groups(suites, rig.qemu)):
         name = "boot" if position == 0 else members[0].name
         target = RecordingTarget(name, machine, work, rig.timeouts.command,
                                  len(boots) + 1, next_id, name)
         for suite in members:
-            if suite.needs().unmet(target.capabilities) is None:
+            unmet = suite.needs().unmet(target.capabilities)
+            if unmet is None:
                 target.record(suite, cases[suite.name])
-            else:  # never met by this machine: the import skips it, as a run does
-                target.boots[-1].suites[suite.name] = cases[suite.name]
-        boots += target.boots
+            else:  # never met by a LAVA boot: the import skips it, as a run does
+                skipped[suite.name] = {"ids": cases[suite.name], "reason": unmet}
+        boots += [b for b in target.boots if b.suites]
         next_id = target.next_id
-    return boots
+    return boots, skipped
 
 
 def boot_script(kernel_name: str, boot: Boot, last_boot: dict[str, int]) -> str:
@@ -363,7 +366,7 @@ def export(rig: RigConfig, outdir: Path, kernel_names: list[str] | None = None,
         # what suites pack into the host (built first: their run() may look at it)
         host_files = {suite.name: suite.host_files(rig, spec) for suite in kplan.suites}
         with tempfile.TemporaryDirectory() as work:
-            boots = record_boots(rig, list(kplan.suites), kplan.cases, Path(work))
+            boots, skipped = record_boots(rig, list(kplan.suites), kplan.cases, Path(work))
         last_boot = {suite: b.index for b in boots for suite in b.suites}
         files: dict[Path, str] = {image_path: sha256(image_path)}
         artifacts: dict[int, dict[str, dict[str, str]]] = {}
@@ -392,7 +395,7 @@ def export(rig: RigConfig, outdir: Path, kernel_names: list[str] | None = None,
                                   tags, rig.timeouts.boot))
         jobs.append(job)
         plan["kernels"][spec.name] = {"build": built.to_json(),
-                                      "boots": [b.to_json() for b in boots]}
+                                      "boots": [b.to_json() for b in boots], "skipped": skipped}
     (outdir / "artifacts" / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     (outdir / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
     device = outdir / DEVICE_FILE
@@ -620,9 +623,10 @@ def _log_path(directory: Path, kernel_name: str) -> Path | None:
     return None
 
 
-def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str, log: Path) -> None:
+def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str,
+         log: Path | None) -> None:
     case.kernel = kernel_name
-    case.log = case.log or record.relative(log)
+    case.log = case.log or (record.relative(log) if log else "")
     if case.verdict in (FAIL, "error"):
         case.rerun = rerun_command(rig, [kernel_name], case.id)
     record.add(case)
@@ -633,6 +637,11 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
     boots = [Boot.from_json(b) for b in entry["boots"]]
     spec = rig.kernel(name) if any(k.name == name for k in rig.kernels) else None
     log_dir = record.dir / name
+    for suite_name, skip in entry.get("skipped", {}).items():
+        suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
+        for cid in skip["ids"]:
+            _add(record, rig, suite.case(cid, SKIP, reason=skip["reason"],
+                                         outcome={"kind": "skipped"}), name, None)
     for group, members in itertools.groupby(boots, key=lambda b: b.group):
         group_boots = list(members)
         target = ReplayTarget(f"{name} {group} (LAVA)", group_boots,

@@ -225,3 +225,19 @@ def test_a_killed_command_rerun_in_the_same_boot_serves_the_suites_rerun(tmp_pat
 def test_boot_script_reruns_a_killed_command_once() -> None:
     script = lava.boot_script("k", _kvm_host_boot(), {"kvm-host": 1})
     assert '[ -z "$4" ] && { rig_run "$1" "$2" "$3" again; return $?; }' in script
+
+
+def test_a_suite_no_lava_boot_can_serve_gets_no_boot_and_is_skipped(tmp_path: Path) -> None:
+    """linux-guest needs a directory of the rig's machine (virtio-9p): not a LAVA boot."""
+    from orchestrator import config
+    from orchestrator.suites.linux_guest import LinuxGuest, LinuxGuestConfig
+
+    rig = config.load(Path(__file__).resolve().parents[2] / "rig.yaml")
+    guest = LinuxGuest(LinuxGuestConfig(host_perf_user_access=(1,)))
+    host = KvmHost(SuiteConfig())
+    boots, skipped = lava.record_boots(rig, [host, guest],
+                                       {"kvm-host": host.plan(), "linux-guest": guest.plan()},
+                                       tmp_path)
+    assert [list(b.suites) for b in boots] == [["kvm-host"]]
+    assert skipped["linux-guest"]["ids"] == guest.plan()
+    assert "virtio-9p" in skipped["linux-guest"]["reason"]
