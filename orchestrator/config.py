@@ -122,16 +122,19 @@ GUEST_CONFIG = DATA_ROOT / "images" / "config" / "kvm-guest.config"
 @dataclass(frozen=True)
 class GuestSpec:
     """The Linux guest's kernel (suite linux-guest): by default each host's own
-    source, no patches, the guest fragment. One build serves every host whose
-    guest inputs are the same."""
+    source, no patches, and the host's fragments plus the guest fragment (so the
+    guest shares the host's build objects: in a cold run it costs a relink and
+    the files the host's patches touch, not a second full build). One build
+    serves every host whose guest inputs are the same."""
 
     source: Source | None = None  # None: the host kernel's source
     patches: tuple[Path, ...] = ()
-    config: tuple[Path, ...] = (GUEST_CONFIG,)
+    config: tuple[Path, ...] | None = None  # None: the host's fragments + GUEST_CONFIG
 
     def kernel_for(self, host: KernelSpec) -> KernelSpec:
+        config = self.config if self.config is not None else (*host.config, GUEST_CONFIG)
         return KernelSpec(name="guest", source=self.source or host.source,
-                          patches=self.patches, config=self.config)
+                          patches=self.patches, config=tuple(dict.fromkeys(config)))
 
 
 QEMU_TARGET = "qemu"  # the default target: the rig builds and boots its kernels
@@ -372,7 +375,7 @@ def _guest(reader: _Reader, value: Any, sources: dict[str, Source]) -> GuestSpec
         if name not in sources:
             reader.fail("guest.source", name, f"one of the sources: {', '.join(sources)}")
         source = sources[name]
-    config = reader.file_list("guest.config", raw.get("config")) or GuestSpec.config
+    config = reader.file_list("guest.config", raw["config"]) if "config" in raw else None
     return GuestSpec(source=source, patches=reader.patch_list("guest.patches", raw.get("patches")),
                      config=config)
 

@@ -110,7 +110,8 @@ def test_guest_defaults_to_the_host_source_and_the_guest_fragment(tmp_path: Path
     rig = config.load(write_rig(tmp_path, default_doc()))
     spec = rig.guest.kernel_for(rig.kernels[1])
     assert spec.source == rig.kernels[1].source
-    assert spec.config == (config.GUEST_CONFIG,) and spec.patches == ()
+    assert spec.config == (*rig.kernels[1].config, config.GUEST_CONFIG)
+    assert spec.patches == ()
     # both hosts share one guest kernel: the same inputs
     assert spec == rig.guest.kernel_for(rig.kernels[0])
 
