@@ -211,6 +211,8 @@ def _why_missing(console: str, run: dict[str, str]) -> str:
         return "the guest kernel panicked: " + next(
             line for line in console.splitlines() if "Kernel panic" in line).strip()
     if run.get("ready") == "none":
-        return f"the guest never reached user space (VMM exit status {run.get('status')})"
+        # with `quiet` (5 s faster) a guest that hangs early prints nothing
+        return (f"the guest never reached user space (VMM exit status {run.get('status')})"
+                + ("; its console is empty" if not console.strip() else ""))
     return f"the guest stopped before reporting this read (VMM exit status {run.get('status')})"
 

@@ -94,3 +94,32 @@ def test_shell_guest_reaches_the_guest_shell(built_kernels: dict, tmp_path: Path
         child.close(force=True)
     assert child.exitstatus == 0
     assert qemu_processes_mentioning(str(tmp_path)) == []
+
+
+def test_a_guest_that_does_not_finish_is_an_error_with_its_console(
+        built_kernels: dict, tmp_path: Path) -> None:
+    """A guest run longer than `timeout` is killed: the cases it did not report are
+    errors (infrastructure, not failures) carrying the guest console's tail, which stays
+    in results/. Here the guest reaches user space, then hops between its vCPUs far
+    longer than allowed."""
+    def endless(doc: dict) -> None:
+        doc["suites"]["linux-guest"].update(timeout=60, hops=100000,
+                                            host_perf_user_access=[1])
+
+    result = orchestrator("run", "--kernel", "b922307a", "--only", "linux-guest/*",
+                          config=rig_variant(tmp_path, endless, linux_guest=True))
+    assert result.returncode == 3, result.stderr[-2000:]
+    cases = run_cases(tmp_path)
+    assert len(cases) == 15
+    # what the guest reported before it was killed keeps its verdict (a trapping read
+    # makes no hops); the rest are errors
+    judged = [c for c in cases if c["verdict"] != "error"]
+    errors = [c for c in cases if c["verdict"] == "error"]
+    assert judged and errors
+    assert all(c["id"].endswith(("/cycle", "/instret")) for c in judged)
+    assert {c["reason"] for c in errors} == {
+        "the guest did not finish in time (the VMM was killed)"}
+    assert '"program":"linux-counters"' in errors[0]["details"]["output"]
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    console = (run_dir / "b922307a" / "linux-guest-host-pua=1.console.log").read_text()
+    assert "RIG-GUEST-READY" in console and "RIG-GUEST-EXIT" not in console
