@@ -97,12 +97,13 @@ class KernelRun:
             for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
                 self.add(case)
 
-    def build(self) -> None:
-        """Build the kernel (or find it cached); a failure becomes error cases."""
+    def build(self, base_initramfs: concurrent.futures.Future[Path]) -> None:
+        """Build the kernel (or find it cached); a failure becomes error cases.
+        base_initramfs: the host initramfs every kernel shares, being prepared meanwhile."""
         name = self.spec.name
         try:
             built = kernel.build(self.rig, self.spec, timeout=self.budget.limit("build"))
-            initramfs = guest.host_initramfs(self.rig.cache_dir)
+            initramfs = base_initramfs.result()
             csrs = disasm.world_switch_report(built.vmlinux)
         except InfraError as exc:
             print(f"[{name}] {exc.message}", file=sys.stderr)
@@ -239,9 +240,14 @@ class LiveTargets:
 
 
 def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
-    """Build one by one; run side by side, one kernel per core; exclusive groups last."""
-    for kernel_run in kernel_runs:
-        kernel_run.build()
+    """Build one by one; run side by side, one kernel per core; exclusive groups last.
+
+    The host initramfs needs no kernel (the riscv64 busybox download, the guest tests,
+    the archive): on a cold cache it is prepared while the first kernel compiles."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="initramfs") as prep:
+        base_initramfs = prep.submit(guest.host_initramfs, kernel_runs[0].rig.cache_dir)
+        for kernel_run in kernel_runs:
+            kernel_run.build(base_initramfs)
     workers = max(1, min(len(kernel_runs), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kernel") as pool:
         futures = [pool.submit(k.run, False) for k in kernel_runs]
