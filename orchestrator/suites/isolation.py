@@ -14,14 +14,14 @@ every path by which KVM leaves and re-enters the guest taken, each followed
 by a guest re-read and, within at most one more exit, by a host probe. A
 swap that is wrong on a path is wrong every time that path runs (it runs
 with interrupts and preemption off), so repetition buys margin, not
-coverage. Per run the default 500 exits give 240 in-kernel SBI round
-trips, 240 exits to user space (each probed; with `migrate` each KVM_RUN
+coverage. Per run the default 300 exits give 140 in-kernel SBI round
+trips, 140 exits to user space (each probed; with `migrate` each KVM_RUN
 starts on another CPU) and 20 timer waits in which the vCPU thread blocks,
 sleeps and is woken (vcpu_put/vcpu_load). A timer wait costs a host tick,
 about 5 ms (the host kernel is 250 Hz without high-resolution timers), the
 others about 0.15 ms pinned and 3-6 ms migrating (the move to the other,
 idle CPU): 3000 exits a third of each kind cost 4-6 s per run, these
-0.2-1.5 s. missing_evidence() turns a
+0.2-1 s. missing_evidence() turns a
 run that did not take every path (no wfi that blocked, one CPU while
 migrating, fewer exits than asked) into errors, not passes.
 
@@ -54,9 +54,9 @@ class IsolationConfig(SuiteConfig):
     perf_user_access: tuple[int, ...] = PERF_USER_ACCESS
     # KVM exits the guest causes per run: timer_exits timer waits spread among them,
     # the others half in-kernel SBI calls, half exits to user space (see the docstring)
-    exits: int = 500
+    exits: int = 300
     # how many of them wait for a timer interrupt (each waits ~5 ms for the host's
-    # 250 Hz tick); None: a 25th of exits, at least one
+    # 250 Hz tick); None: 20, or a third of exits if that is fewer
     timer_exits: int | None = None
     # also move the vCPU thread between host CPUs before every KVM_RUN
     migrate: bool = False
@@ -156,7 +156,7 @@ class Isolation(Suite):
 
     @property
     def timer_exits(self) -> int:
-        return self.cfg.timer_exits or max(1, self.cfg.exits // 25)
+        return self.cfg.timer_exits or min(20, max(1, self.cfg.exits // 3))
 
     def _placements(self) -> tuple[str, ...]:
         return ("pinned", "migrating") if self.cfg.migrate else ("pinned",)
