@@ -11,18 +11,18 @@ must always find its value. The vCPU thread is pinned to one host CPU, or
 
 The evidence the check needs (docs/counter-access.md, "How many exits"):
 every path by which KVM leaves and re-enters the guest taken, each followed
-by a guest re-read and, within at most one more exit, by a host probe. A
-swap that is wrong on a path is wrong every time that path runs (it runs
-with interrupts and preemption off), so repetition buys margin, not
-coverage. Per run the default 300 exits give 140 in-kernel SBI round
-trips, 140 exits to user space (each probed; with `migrate` each KVM_RUN
-starts on another CPU) and 20 timer waits in which the vCPU thread blocks,
-sleeps and is woken (vcpu_put/vcpu_load). A timer wait costs a host tick,
-about 5 ms (the host kernel is 250 Hz without high-resolution timers), the
-others about 0.15 ms pinned and 3-6 ms migrating (the move to the other,
-idle CPU): 3000 exits a third of each kind cost 4-6 s per run, these
-0.2-1 s. missing_evidence() turns a
-run that did not take every path (no wfi that blocked, one CPU while
+by a guest re-read and soon after by a host probe (the next exit to user
+space, at most two exits later at the defaults). A swap that is wrong on a
+path is wrong every time that path runs (it runs with interrupts and
+preemption off), so repetition buys margin, not coverage. Per run the
+default 300 exits give 140 in-kernel SBI round trips, 140 exits to user
+space (each probed; with `migrate` each KVM_RUN starts on another CPU) and
+20 timer waits in which the vCPU thread blocks, sleeps and is woken
+(vcpu_put/vcpu_load). A timer wait costs a host tick, about 5 ms (the host
+kernel is 250 Hz without high-resolution timers), the others about 0.15 ms
+pinned and 2-6 ms migrating (the move to the other, idle CPU): 3000 exits a
+third of each kind cost 4-6 s per run, these 0.2-1 s. missing_evidence()
+turns a run that did not take every path (no wfi that blocked, one CPU while
 migrating, fewer exits than asked) into errors, not passes.
 
 Case ids: isolation/perf_user_access=<n>/<pinned|migrating>/<host-policy|guest-value>
