@@ -298,6 +298,8 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         record.flush()
     if len(plan.kernels) > 1 and not only:
         report.write_run(record.dir, record.cases)
+        # the report imports its plotting library only now: the peak includes it
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record
