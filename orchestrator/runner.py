@@ -97,13 +97,15 @@ class KernelRun:
             for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
                 self.add(case)
 
-    def build(self, base_initramfs: concurrent.futures.Future[Path]) -> None:
+    def build(self, base_initramfs: concurrent.futures.Future[Path] | None = None) -> None:
         """Build the kernel (or find it cached); a failure becomes error cases.
-        base_initramfs: the host initramfs every kernel shares, being prepared meanwhile."""
+        base_initramfs: the host initramfs every kernel shares, being prepared meanwhile
+        (None: made here)."""
         name = self.spec.name
         try:
             built = kernel.build(self.rig, self.spec, timeout=self.budget.limit("build"))
-            initramfs = base_initramfs.result()
+            initramfs = (base_initramfs.result() if base_initramfs
+                         else guest.host_initramfs(self.rig.cache_dir))
             csrs = disasm.world_switch_report(built.vmlinux)
         except InfraError as exc:
             print(f"[{name}] {exc.message}", file=sys.stderr)
