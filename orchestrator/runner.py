@@ -246,6 +246,8 @@ def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
 
     The host initramfs needs no kernel (the riscv64 busybox download, the guest tests,
     the archive): on a cold cache it is prepared while the first kernel compiles."""
+    if not kernel_runs:
+        return
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="initramfs") as prep:
         base_initramfs = prep.submit(guest.host_initramfs, kernel_runs[0].rig.cache_dir)
         for kernel_run in kernel_runs:
