@@ -241,6 +241,22 @@ class LiveTargets:
             target.stop()
 
 
+def prepare_initramfs(cache_dir: Path) -> concurrent.futures.Future[Path]:
+    """guest.host_initramfs(cache_dir) in a daemon thread: an interrupted run exits
+    without waiting for a download or compile nobody needs any more (what it writes
+    reaches the cache only complete: partial names, then a rename or a seal)."""
+    future: concurrent.futures.Future[Path] = concurrent.futures.Future()
+
+    def prepare() -> None:
+        try:
+            future.set_result(guest.host_initramfs(cache_dir))
+        except BaseException as exc:  # handed to whoever waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=prepare, name="initramfs", daemon=True).start()
+    return future
+
+
 def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
     """Build one by one; run side by side, one kernel per core; exclusive groups last.
 
@@ -248,10 +264,9 @@ def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
     the archive): on a cold cache it is prepared while the first kernel compiles."""
     if not kernel_runs:
         return
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="initramfs") as prep:
-        base_initramfs = prep.submit(guest.host_initramfs, kernel_runs[0].rig.cache_dir)
-        for kernel_run in kernel_runs:
-            kernel_run.build(base_initramfs)
+    base_initramfs = prepare_initramfs(kernel_runs[0].rig.cache_dir)
+    for kernel_run in kernel_runs:
+        kernel_run.build(base_initramfs)
     workers = max(1, min(len(kernel_runs), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kernel") as pool:
         futures = [pool.submit(k.run, False) for k in kernel_runs]
