@@ -6,7 +6,7 @@
  * the exit reasons and the host CPUs it ran on. One "isolation" line at the
  * end joins them with the guest's own re-reads.
  *
- *   isolation --scounteren VAL [--exits N] [--migrate]
+ *   isolation --scounteren VAL [--exits N] [--timer-exits T] [--migrate]
  *
  * The vCPU thread is pinned to the first CPU of its initial affinity mask
  * for the whole run, or with --migrate moved to the next CPU of that mask
@@ -34,6 +34,7 @@ static const char *const probe_names[N_PROBES] = { "cycle", "time", "instret" };
 struct options {
 	uint64_t scounteren;
 	uint64_t n_exits;
+	uint64_t n_timer_exits;
 	bool migrate;
 };
 
@@ -55,9 +56,13 @@ struct observed {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: isolation --scounteren VAL [--exits N] [--migrate]\n"
+		"usage: isolation --scounteren VAL [--exits N] [--timer-exits T]"
+		" [--migrate]\n"
 		"  --scounteren VAL  the value the guest writes and keeps\n"
 		"  --exits N         exits the guest causes (default 3000)\n"
+		"  --timer-exits T   how many of them wait for a timer interrupt\n"
+		"                    (default N/3; the others alternate between\n"
+		"                    an in-kernel SBI call and an exit to user space)\n"
 		"  --migrate         move the vCPU thread to the next allowed CPU\n"
 		"                    before every KVM_RUN (default: pinned to one)\n");
 }
@@ -67,11 +72,12 @@ static void parse_args(struct options *o, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "scounteren", required_argument, NULL, 's' },
 		{ "exits", required_argument, NULL, 'e' },
+		{ "timer-exits", required_argument, NULL, 't' },
 		{ "migrate", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool have_value = false;
+	bool have_value = false, have_timers = false;
 	int opt;
 
 	*o = (struct options){ .n_exits = 3000 };
@@ -82,6 +88,10 @@ static void parse_args(struct options *o, int argc, char **argv)
 			have_value = true;
 			break;
 		case 'e': o->n_exits = rig_parse_u64(optarg, "--exits"); break;
+		case 't':
+			o->n_timer_exits = rig_parse_u64(optarg, "--timer-exits");
+			have_timers = true;
+			break;
 		case 'm': o->migrate = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); rig_die(0, "bad command line");
@@ -93,6 +103,11 @@ static void parse_args(struct options *o, int argc, char **argv)
 	}
 	if (!have_value)
 		rig_die(0, "--scounteren VAL is required");
+	if (!have_timers)
+		o->n_timer_exits = o->n_exits / 3;
+	if (o->n_timer_exits > o->n_exits)
+		rig_die(0, "--timer-exits %" PRIu64 " is more than --exits %" PRIu64,
+			o->n_timer_exits, o->n_exits);
 }
 
 /* ---- host-side counter probe ---------------------------------------- */
@@ -178,6 +193,7 @@ static void print_start(struct rig_vcpu *vcpu, const struct options *o,
 	json_begin_start(&j, "isolation");
 	json_hex(&j, "scounteren", o->scounteren);
 	json_u64(&j, "exits", o->n_exits);
+	json_u64(&j, "timer_exits", o->n_timer_exits);
 	json_bool(&j, "migrate", p->migrate);
 	if (!p->migrate)
 		json_i64(&j, "pinned_cpu", p->cpu);
@@ -274,6 +290,7 @@ int main(int argc, char **argv)
 	params->n_scounteren = 1;
 	params->scounteren[0] = o.scounteren;
 	params->n_exits = o.n_exits;
+	params->n_timer_exits = o.n_timer_exits;
 	rig_vcpu_create(&vm, &vcpu);
 	print_start(&vcpu, &o, &place);
 

@@ -22,8 +22,11 @@ LINUX_PROGRAMS = ("linux-counters",)
 
 
 def _sources() -> list[Path]:
+    """What the build reads: not the build output, nor the documentation (a README
+    edit must not rebuild the programs and the initramfs)."""
     return sorted(p for p in SOURCE_DIR.rglob("*")
-                  if p.is_file() and "build" not in p.relative_to(SOURCE_DIR).parts)
+                  if p.is_file() and p.suffix != ".md"
+                  and "build" not in p.relative_to(SOURCE_DIR).parts)
 
 
 def source_key(toolchain: str) -> str:

@@ -23,7 +23,9 @@ BUSYBOX_PACKAGE = "busybox-static"
 # Where the guest-test programs go in the host.
 GUEST_TESTS_DIR = "usr/lib/rig"
 
-_DIRS = ("bin", "dev", "proc", "sys", "tmp", "usr", "usr/bin", "usr/lib", GUEST_TESTS_DIR)
+# /init makes no directories of its own (a fork each): they are here
+_DIRS = ("bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "usr", "usr/bin", "usr/sbin",
+         "usr/lib", GUEST_TESTS_DIR)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-
-from orchestrator.compare import Side, by_kernel, compare  # noqa: E402
-from orchestrator.results import (  # noqa: E402
+from orchestrator.compare import Side, by_kernel, compare
+from orchestrator.results import (
     DIFFERS,
     ERROR,
     FAIL,
@@ -106,6 +101,11 @@ def plot(path: Path, sides: list[Side]) -> bool:
     measured = sorted({c.id for s in sides for c in s.cases if c.measurement})
     if not measured:
         return False
+    import matplotlib  # here, not at the top: its import costs every run ~0.5 s
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(measured), figsize=(5 * len(measured), 4), squeeze=False)
     for ax, cid in zip(axes[0], measured, strict=True):
         data, labels, unit = [], [], ""

@@ -97,12 +97,15 @@ class KernelRun:
             for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
                 self.add(case)
 
-    def build(self) -> None:
-        """Build the kernel (or find it cached); a failure becomes error cases."""
+    def build(self, base_initramfs: concurrent.futures.Future[Path] | None = None) -> None:
+        """Build the kernel (or find it cached); a failure becomes error cases.
+        base_initramfs: the host initramfs every kernel shares, being prepared meanwhile
+        (None: made here)."""
         name = self.spec.name
         try:
             built = kernel.build(self.rig, self.spec, timeout=self.budget.limit("build"))
-            initramfs = guest.host_initramfs(self.rig.cache_dir)
+            initramfs = (base_initramfs.result() if base_initramfs
+                         else guest.host_initramfs(self.rig.cache_dir))
             csrs = disasm.world_switch_report(built.vmlinux)
         except InfraError as exc:
             print(f"[{name}] {exc.message}", file=sys.stderr)
@@ -242,10 +245,32 @@ class LiveTargets:
             target.stop()
 
 
+def prepare_initramfs(cache_dir: Path) -> concurrent.futures.Future[Path]:
+    """guest.host_initramfs(cache_dir) in a daemon thread: an interrupted run exits
+    without waiting for a download or compile nobody needs any more (what it writes
+    reaches the cache only complete: partial names, then a rename or a seal)."""
+    future: concurrent.futures.Future[Path] = concurrent.futures.Future()
+
+    def prepare() -> None:
+        try:
+            future.set_result(guest.host_initramfs(cache_dir))
+        except BaseException as exc:  # handed to whoever waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=prepare, name="initramfs", daemon=True).start()
+    return future
+
+
 def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
-    """Build one by one; run side by side, one kernel per core; exclusive groups last."""
+    """Build one by one; run side by side, one kernel per core; exclusive groups last.
+
+    The host initramfs needs no kernel (the riscv64 busybox download, the guest tests,
+    the archive): on a cold cache it is prepared while the first kernel compiles."""
+    if not kernel_runs:
+        return
+    base_initramfs = prepare_initramfs(kernel_runs[0].rig.cache_dir)
     for kernel_run in kernel_runs:
-        kernel_run.build()
+        kernel_run.build(base_initramfs)
     workers = max(1, min(len(kernel_runs), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kernel") as pool:
         futures = [pool.submit(k.run, False) for k in kernel_runs]
@@ -296,6 +321,8 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         record.flush()
     if len(plan.kernels) > 1 and not only:
         report.write_run(record.dir, record.cases)
+        # the report imports its plotting library only now: the peak includes it
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record

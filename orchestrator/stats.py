@@ -10,9 +10,14 @@ within each chosen boot.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy.stats import mannwhitneyu
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported where they are used: together they take a second or
+# more to import, which every run, list and bisect step would pay up front, while
+# icount figures (exact_figure, compare_exact) need neither.
 
 Boots = list[list[float]]  # per boot, one figure per window
 
@@ -53,6 +58,8 @@ class Comparison:
 
 
 def summarize(boots: Boots) -> Summary:
+    import numpy as np
+
     pooled = np.concatenate([np.asarray(b, dtype=float) for b in boots])
     q1, median, q3 = np.percentile(pooled, [25, 50, 75])
     return Summary(float(median), float(q1), float(q3), len(boots), len(pooled))
@@ -61,6 +68,8 @@ def summarize(boots: Boots) -> Summary:
 def bootstrap_ratio_ci(a: Boots, b: Boots, rounds: int = BOOTSTRAP_ROUNDS,
                        seed: int = 0) -> tuple[float, float]:
     """CI of median(B) / median(A), resampling boots, then windows in each boot."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     arrays_a = [np.asarray(x, dtype=float) for x in a]
     arrays_b = [np.asarray(x, dtype=float) for x in b]
@@ -93,6 +102,9 @@ def compare_exact(a: float, b: float) -> Comparison:
 
 
 def compare_wallclock(a: Boots, b: Boots) -> Comparison:
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
     sa, sb = summarize(a), summarize(b)
     low, high = bootstrap_ratio_ci(a, b)
     pooled_a = np.concatenate([np.asarray(x, dtype=float) for x in a])

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Guest payload "isolation": write the SCOUNTEREN value of the parameter
- * block, then cause KVM exits in a fixed rotation (an SBI call KVM answers in
- * the kernel, a tick ucall that exits to user space, a timer interrupt waited
- * for with wfi) until n_exits, re-reading SCOUNTEREN after each one. The host
- * program meanwhile checks that the value does not reach host user space;
- * the guest checks that it keeps it. One ISOLATION report gives the result.
+ * block, then cause n_exits KVM exits, re-reading SCOUNTEREN after each one.
+ * n_timer_exits of them are timer interrupts waited for with wfi, spread
+ * evenly; the others alternate between an SBI call KVM answers in the kernel
+ * and a tick ucall that exits to user space. (With n_timer_exits a third of
+ * n_exits this is the rotation SBI, tick, timer.) The host program meanwhile
+ * checks that the value does not reach host user space; the guest checks
+ * that it keeps it. One ISOLATION report gives the result.
  */
 #include "rig_guest.h"
 
@@ -80,21 +82,21 @@ void rig_main(uint64_t hartid, uint64_t arg1)
 	write_scounteren(r.scounteren_written);
 	r.scounteren_read = read_scounteren();
 
+	if (p->n_timer_exits > p->n_exits)
+		rig_abort(RIG_ABORT_BAD_PARAMS, NULL);
 	for (r.checks = 0; r.checks < p->n_exits; r.checks++) {
-		switch (r.checks % 3) {
-		case 0:
+		/* exit i is a timer wait when floor(i * timers / exits) steps up after it */
+		if ((r.checks + 1) * p->n_timer_exits / p->n_exits >
+		    r.checks * p->n_timer_exits / p->n_exits) {
+			timer_interrupt();
+			r.timer_interrupts++;
+		} else if ((r.sbi_in_kernel + r.user_exits) % 2 == 0) {
 			sbi_call(SBI_EXT_BASE, SBI_BASE_GET_SPEC_VERSION,
 				 0, 0, 0, 0, 0);
 			r.sbi_in_kernel++;
-			break;
-		case 1:
+		} else {
 			rig_tick();
 			r.user_exits++;
-			break;
-		default:
-			timer_interrupt();
-			r.timer_interrupts++;
-			break;
 		}
 		sc = read_scounteren();
 		if (sc != r.scounteren_written && r.mismatches++ == 0)

@@ -52,7 +52,7 @@ enum rig_abort_reason {
 };
 
 #define RIG_MAGIC		0x52474952U	/* "RIGR" in memory (little endian) */
-#define RIG_VERSION		4U
+#define RIG_VERSION		5U
 
 /* Parameter block at RIG_PARAM_GPA; each payload reads its own part. */
 #define RIG_MAX_SCOUNTEREN	16
@@ -69,6 +69,7 @@ struct rig_params {
 	uint64_t iterations;		/* latency: round trips per timed loop */
 	uint32_t windows;		/* latency: timed loops per kind */
 	uint32_t latency_tests;		/* latency: bit n = rig_latency_test n */
+	uint64_t n_timer_exits;		/* isolation: how many of n_exits are timer waits */
 };
 
 /* Latency round-trip kinds. */
@@ -155,7 +156,7 @@ struct rig_latency {
 	uint64_t baseline_ticks;	/* the empty loop timed right before */
 };
 
-_Static_assert(sizeof(struct rig_params) == 48 + 8 * RIG_MAX_SCOUNTEREN,
+_Static_assert(sizeof(struct rig_params) == 56 + 8 * RIG_MAX_SCOUNTEREN,
 	       "rig_params layout");
 _Static_assert(sizeof(struct rig_pmu_info) == 32, "rig_pmu_info layout");
 _Static_assert(sizeof(struct rig_pmu_config) == 40, "rig_pmu_config layout");

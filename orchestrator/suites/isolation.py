@@ -1,13 +1,29 @@
 """isolation: host and guest SCOUNTEREN stay apart across world switches.
 
 For each host kernel.perf_user_access value, the guest holds the complement
-of the host's user-mode counter policy while it causes thousands of exits
-(SBI calls KVM handles itself, exits to the VMM, timer interrupts). After
-every KVM_RUN the VMM reads cycle, time and instret under a SIGILL handler:
-it must see exactly what the host policy allows. The guest re-reads its own
-SCOUNTEREN throughout and must always find its value. The vCPU thread is
-pinned to one host CPU, or (`migrate`) moved to the next CPU before every
-KVM_RUN. See docs/counter-access.md.
+of the host's user-mode counter policy while it causes `exits` KVM exits
+(SBI calls KVM handles itself, exits to the VMM, and `timer_exits` timer
+interrupts waited for with wfi). After every KVM_RUN the VMM reads cycle,
+time and instret under a SIGILL handler: it must see exactly what the host
+policy allows. The guest re-reads its own SCOUNTEREN after every exit and
+must always find its value. The vCPU thread is pinned to one host CPU, or
+(`migrate`) moved to the next CPU before every KVM_RUN.
+
+The evidence the check needs (docs/counter-access.md, "How many exits"):
+every path by which KVM leaves and re-enters the guest taken, each followed
+by a guest re-read and soon after by a host probe (the next exit to user
+space, at most two exits later at the defaults). A swap that is wrong on a
+path is wrong every time that path runs (it runs with interrupts and
+preemption off), so repetition buys margin, not coverage. Per run the
+default 300 exits give 140 in-kernel SBI round trips, 140 exits to user
+space (each probed; with `migrate` each KVM_RUN starts on another CPU) and
+20 timer waits in which the vCPU thread blocks, sleeps and is woken
+(vcpu_put/vcpu_load). A timer wait costs a host tick, about 5 ms (the host
+kernel is 250 Hz without high-resolution timers), the others about 0.15 ms
+pinned and 2-6 ms migrating (the move to the other, idle CPU): 3000 exits a
+third of each kind cost 4-6 s per run, these 0.2-1 s. missing_evidence()
+turns a run that did not take every path (no wfi that blocked, one CPU while
+migrating, fewer exits than asked) into errors, not passes.
 
 Case ids: isolation/perf_user_access=<n>/<pinned|migrating>/<host-policy|guest-value>
 """
@@ -36,8 +52,12 @@ _ID = re.compile(r"isolation/perf_user_access=(\d)/(pinned|migrating)/(host-poli
 class IsolationConfig(SuiteConfig):
     # host kernel.perf_user_access values to run under (0, 1: time only; 2: legacy)
     perf_user_access: tuple[int, ...] = PERF_USER_ACCESS
-    # KVM exits the guest causes (a third each: in-kernel SBI, user exit, timer)
-    exits: int = 3000
+    # KVM exits the guest causes per run: timer_exits timer waits spread among them,
+    # the others half in-kernel SBI calls, half exits to user space (see the docstring)
+    exits: int = 300
+    # how many of them wait for a timer interrupt (each waits ~5 ms for the host's
+    # 250 Hz tick); None: 20, or a third of exits if that is fewer
+    timer_exits: int | None = None
     # also move the vCPU thread between host CPUs before every KVM_RUN
     migrate: bool = False
     # seconds one run may take (about 5-20 s on a loaded 2-core machine) before it counts
@@ -78,6 +98,30 @@ def judge_host_policy(summary: dict, policy: int) -> tuple[str, dict, str]:
     return (FAIL if broken else PASS), outcome, "; ".join(broken)
 
 
+def missing_evidence(summary: dict, exits: int, timer_exits: int, migrate: bool) -> list[str]:
+    """What the run should have exercised but did not (see the module docstring):
+    every exit kind as many times as asked, each exit to user space probed, at least
+    one wfi that really blocked the vCPU thread, and with migrate more than one CPU.
+    KVM's statistics may be unavailable (an old kernel): then the block is not checked."""
+    missing = []
+    attempted = summary["guest_exits_attempted"]
+    if attempted["timer"] != timer_exits or sum(attempted.values()) != exits:
+        missing.append(f"the guest caused {attempted}, not {exits} exits of which"
+                       f" {timer_exits} timer waits")
+    if summary["kvm_runs"] < attempted["user_exit"] + 1:
+        missing.append(f"{summary['kvm_runs']} KVM_RUN returns probed for"
+                       f" {attempted['user_exit']} exits to user space")
+    stats = summary.get("kvm_stats")
+    if stats:
+        if stats.get("wfi_exit_stat", 0) < timer_exits:
+            missing.append(f"{stats.get('wfi_exit_stat')} wfi exits for {timer_exits} timer waits")
+        if not stats.get("halt_wakeup"):
+            missing.append("no wfi blocked the vCPU thread until a wakeup (halt_wakeup 0)")
+    if migrate and len(summary["cpus"]) < 2:
+        missing.append(f"the vCPU thread ran on CPUs {summary['cpus']} only")
+    return missing
+
+
 def judge_guest_value(summary: dict) -> tuple[str, dict, str]:
     written, final = summary["scounteren_written"], summary["scounteren_final"]
     kept = not summary["guest_mismatches"] and final == written
@@ -102,11 +146,17 @@ class Isolation(Suite):
                 fail(f"perf_user_access[{i}]", value, "0, 1 or 2")
         if not 3 <= cfg.exits <= 10**7:
             fail("exits", cfg.exits, "an integer from 3 to 10000000")
+        if cfg.timer_exits is not None and not 1 <= cfg.timer_exits <= cfg.exits:
+            fail("timer_exits", cfg.timer_exits, f"an integer from 1 to exits ({cfg.exits})")
         if not 1 <= cfg.timeout <= 24 * 3600:
             fail("timeout", cfg.timeout, "seconds, from 1 to 86400")
 
     def needs(self) -> Needs:
         return Needs(min_cpus=2 if self.cfg.migrate else 1)
+
+    @property
+    def timer_exits(self) -> int:
+        return self.cfg.timer_exits or min(20, max(1, self.cfg.exits // 3))
 
     def _placements(self) -> tuple[str, ...]:
         return ("pinned", "migrating") if self.cfg.migrate else ("pinned",)
@@ -156,6 +206,7 @@ class Isolation(Suite):
     def _command(self, access: int, placement: str) -> str:
         """The host command of one variant: the sysctl, then the isolation program."""
         flags = (f"--scounteren {guest_value(access):#x} --exits {self.cfg.exits}"
+                 f" --timer-exits {self.timer_exits}"
                  + (" --migrate" if placement == "migrating" else ""))
         return (f"echo {access} > /proc/sys/kernel/perf_user_access && "
                 + guest.command(PROGRAM, flags))
@@ -170,6 +221,12 @@ class Isolation(Suite):
                                         " without an isolation summary", tail(result.output))
             return
         summary = summaries[-1]
+        missing = missing_evidence(summary, self.cfg.exits, self.timer_exits,
+                                   placement == "migrating")
+        if missing:
+            yield from self.errors(ids, "the run did not exercise what the check needs: "
+                                        + "; ".join(missing), tail(result.output))
+            return
         checks = {
             "host-policy": (judge_host_policy(summary, policy),
                             f"host user space reads only what policy {policy:#x} allows"),
@@ -179,7 +236,9 @@ class Isolation(Suite):
             (verdict, outcome, reason), expected = checks[cid.rsplit("/", 1)[1]]
             yield self.case(cid, verdict, outcome=outcome, expected=expected, reason=reason,
                             rule=cid.rsplit("/", 1)[1] if verdict == FAIL else None,
-                            duration=result.seconds,
+                            # the checks share one run: its time split between them, so
+                            # that per-suite sums (report, bench.py) count it once
+                            duration=round(result.seconds / len(ids), 3),
                             details={"summary": summary, **({"hung_first": hung} if hung else {})})
 
     def _run_once(self, target: Target, command: str) -> tuple[CommandResult, str | None]:

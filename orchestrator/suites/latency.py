@@ -52,8 +52,11 @@ class LatencyConfig(SuiteConfig):
     # round trips per timed window: at 100, a host tick lands in only ~2-7% of
     # windows, and 100 x ticks / iterations is a whole number of instructions
     iterations: int = 100
-    windows: int = 200  # timed windows per boot
-    boots: int = 3  # boots per kernel
+    # timed windows per boot: at most ~7% of them meet a host tick, so the minimum
+    # over 50 is a clean window (docs/latency-method.md); each costs ~20 ms under icount
+    windows: int = 50
+    # boots per kernel: two show that a figure repeats (docs/latency-method.md)
+    boots: int = 2
 
 
 def window_figures(records: list[dict]) -> list[float]:

@@ -208,6 +208,7 @@ def test_migration_needs_two_host_cpus(tmp_path: Path) -> None:
     ("counters", "scounteren", [0x1FFFFFFFF], "a 32-bit value"),
     ("isolation", "perf_user_access", [7], "0, 1 or 2"),
     ("isolation", "exits", -5, "an integer from 3 to"),
+    ("isolation", "timer_exits", 5000, "an integer from 1 to exits (300)"),
     ("latency", "windows", 9000, "an integer from 1 to 8192"),
     ("latency", "mode", "fast", "icount or wallclock"),
     ("latency", "iterations", 150, "a multiple of 100 in icount mode"),

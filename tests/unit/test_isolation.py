@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from orchestrator.results import FAIL, PASS
 from orchestrator.suites.isolation import (
+    Isolation,
+    IsolationConfig,
     guest_value,
     host_policy,
     judge_guest_value,
     judge_host_policy,
+    missing_evidence,
 )
 
 
@@ -52,3 +55,37 @@ def test_guest_losing_its_value_fails() -> None:
     assert outcome == {"kind": "guest-scounteren", "kept": False}
     kept = {**lost, "scounteren_final": "0x5", "guest_mismatches": 0, "first_mismatch": None}
     assert judge_guest_value(kept)[0] == PASS
+
+
+def summary(timer: int = 20, user: int = 140, sbi: int = 140, kvm_runs: int = 141,
+            wfi: int = 20, halt_wakeup: int = 20, cpus: tuple[int, ...] = (0,)) -> dict:
+    return {"guest_exits_attempted": {"sbi_in_kernel": sbi, "user_exit": user, "timer": timer},
+            "kvm_runs": kvm_runs, "cpus": list(cpus),
+            "kvm_stats": {"wfi_exit_stat": wfi, "halt_wakeup": halt_wakeup}}
+
+
+def test_a_run_that_took_every_path_has_its_evidence() -> None:
+    assert missing_evidence(summary(), 300, 20, migrate=False) == []
+    assert missing_evidence(summary(cpus=(0, 1)), 300, 20, migrate=True) == []
+
+
+def test_a_run_without_a_blocked_wfi_or_a_second_cpu_lacks_evidence() -> None:
+    (reason,) = missing_evidence(summary(halt_wakeup=0), 300, 20, migrate=False)
+    assert "halt_wakeup 0" in reason
+    (reason,) = missing_evidence(summary(), 300, 20, migrate=True)
+    assert "CPUs [0] only" in reason
+    assert len(missing_evidence(summary(timer=19, sbi=141, wfi=19, kvm_runs=100), 300, 20,
+                                migrate=False)) == 3
+
+
+def test_without_kvm_statistics_the_block_is_not_checked() -> None:
+    assert missing_evidence({**summary(), "kvm_stats": None}, 300, 20, migrate=False) == []
+
+
+def test_timer_waits_default_to_20_or_a_third_of_the_exits() -> None:
+    assert Isolation(IsolationConfig()).timer_exits == 20
+    assert Isolation(IsolationConfig(exits=3000)).timer_exits == 20
+    assert Isolation(IsolationConfig(exits=30)).timer_exits == 10
+    assert Isolation(IsolationConfig(exits=3)).timer_exits == 1
+    assert Isolation(IsolationConfig(exits=300, timer_exits=100)).timer_exits == 100
+    assert "--exits 300 --timer-exits 20" in Isolation(IsolationConfig())._command(0, "pinned")
