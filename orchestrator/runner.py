@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import resource
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from orchestrator import __version__, compare, disasm, guest, kernel, report, store
@@ -245,10 +246,13 @@ class LiveTargets:
             target.stop()
 
 
-def prepare_initramfs(cache_dir: Path) -> concurrent.futures.Future[Path]:
+def prepare_initramfs(cache_dir: Path, prefetch: list[Callable[[], object]] | None = None
+                      ) -> concurrent.futures.Future[Path]:
     """guest.host_initramfs(cache_dir) in a daemon thread: an interrupted run exits
     without waiting for a download or compile nobody needs any more (what it writes
-    reaches the cache only complete: partial names, then a rename or a seal)."""
+    reaches the cache only complete: partial names, then a rename or a seal). Then, in
+    the same thread, each prefetch (suites' kernel-independent downloads); a failure
+    there is said and left for the suite to meet again when it needs the result."""
     future: concurrent.futures.Future[Path] = concurrent.futures.Future()
 
     def prepare() -> None:
@@ -256,6 +260,12 @@ def prepare_initramfs(cache_dir: Path) -> concurrent.futures.Future[Path]:
             future.set_result(guest.host_initramfs(cache_dir))
         except BaseException as exc:  # handed to whoever waits for it
             future.set_exception(exc)
+            return
+        for fetch in prefetch or []:
+            try:
+                fetch()
+            except InfraError as exc:
+                print(f"[prefetch] {exc.message}", file=sys.stderr)
 
     threading.Thread(target=prepare, name="initramfs", daemon=True).start()
     return future
@@ -265,10 +275,14 @@ def run_kernels(kernel_runs: list[KernelRun], live: LiveTargets) -> None:
     """Build one by one; run side by side, one kernel per core; exclusive groups last.
 
     The host initramfs needs no kernel (the riscv64 busybox download, the guest tests,
-    the archive): on a cold cache it is prepared while the first kernel compiles."""
+    the archive), nor do suites' prefetches (linux-guest's VMM): on a cold cache they
+    are prepared while the first kernel compiles."""
     if not kernel_runs:
         return
-    base_initramfs = prepare_initramfs(kernel_runs[0].rig.cache_dir)
+    rig = kernel_runs[0].rig
+    base_initramfs = prepare_initramfs(
+        rig.cache_dir, [functools.partial(suite.prefetch, rig)
+                        for suite in kernel_runs[0].plan.suites])
     for kernel_run in kernel_runs:
         kernel_run.build(base_initramfs)
     workers = max(1, min(len(kernel_runs), os.cpu_count() or 1))

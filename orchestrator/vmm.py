@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from orchestrator import cachefile, debian
@@ -64,9 +65,17 @@ def library_closure(stage: Path, binary: Path) -> dict[str, Path]:
     return found
 
 
+# the run's prefetch thread and a kernel's host_share may ask at the same time
+_LOCK = threading.Lock()
+
+
 def tree(cache_dir: Path, progress: Progress | None = None) -> Path:
     """The assembled VMM tree (built once per set of .debs)."""
-    progress = progress or Progress("vmm")
+    with _LOCK:
+        return _tree(cache_dir, progress or Progress("vmm"))
+
+
+def _tree(cache_dir: Path, progress: Progress) -> Path:
     debs = debian.fetch_closure(cache_dir, PACKAGE, progress=progress)
     digest = hashlib.sha256()
     for deb in sorted(debs):

@@ -10,7 +10,8 @@ declares:
 - `run(target, ids)`: runs the selected cases and yields `Case`s;
 - optionally `host_files(rig, spec)` (files packed into the host initramfs)
   and `host_share(rig, spec)` (a directory the host mounts read-only over
-  virtio-9p, mount tag = the suite's name, for what is too big to pack);
+  virtio-9p, mount tag = the suite's name, for what is too big to pack), and
+  `prefetch(rig)` for kernel-independent downloads done during the first build;
 - optionally `differs(a, b)`: how two kernels' outcomes of a case differ
   (default: their `outcome` data are unequal);
 - optionally `script(target, ids)`: the commands and reboots run() would send,
@@ -87,6 +88,11 @@ class Suite:
         """Files to pack into the host's initramfs for spec's kernel (archive path ->
         local file), built here if need be; called before the host boots."""
         return {}
+
+    def prefetch(self, rig: RigConfig) -> None:
+        """Fetch or build what the suite needs that depends on no kernel (downloads),
+        beside the first kernel's compile; what it makes must be cached, and a later
+        call of the same work must find it there."""
 
     def host_share(self, rig: RigConfig, spec: KernelSpec) -> Path | None:
         """A directory the host gets read-only (mount tag: the suite's name) for spec's

@@ -126,6 +126,9 @@ class LinuxGuest(Suite):
     def needs(self) -> Needs:
         return Needs(min_cpus=2 if self.cfg.migrate else 1, aia=self.cfg.aia, host_share=True)
 
+    def prefetch(self, rig: RigConfig) -> None:
+        vmm.tree(rig.cache_dir)
+
     def host_share(self, rig: RigConfig, spec: KernelSpec) -> Path | None:
         return guestvm.share(rig, spec)
 

@@ -14,11 +14,21 @@ from orchestrator import runner
 STEP = 0.4  # seconds each side takes
 
 
+class FakeSuite:
+    def __init__(self, events: list[tuple[str, float]]) -> None:
+        self.events = events
+
+    def prefetch(self, rig: object) -> None:
+        self.events.append(("prefetch starts", time.monotonic()))
+
+
 class FakeKernelRun:
-    """What run_kernels uses of a KernelRun: rig.cache_dir, build(base), run(exclusive)."""
+    """What run_kernels uses of a KernelRun: rig.cache_dir, plan.suites (their
+    prefetch), build(base), run(exclusive)."""
 
     def __init__(self, cache_dir: Path, events: list[tuple[str, float]]) -> None:
         self.rig = type("Rig", (), {"cache_dir": cache_dir})()
+        self.plan = type("Plan", (), {"suites": [FakeSuite(events)]})()
         self.events = events
         self.initramfs: Path | None = None
 
@@ -51,3 +61,6 @@ def test_the_initramfs_is_prepared_while_the_first_kernel_compiles(
                                 for what in ("compile starts", "initramfs starts"))
     assert abs(first_compile - initramfs) < STEP / 2  # side by side, not one after the other
     assert elapsed < 3 * STEP  # two compiles and the initramfs in sequence would take 3 STEPs
+    # the first kernel's suites prefetch in the same thread, after the initramfs
+    (prefetch,) = [t for e, t in events if e == "prefetch starts"]
+    assert initramfs + STEP <= prefetch < started + 2 * STEP
