@@ -55,6 +55,7 @@ class Lab:
             "isolation": {"perf_user_access": [1], "exits": 300, "migrate": False},
             "latency": {"boots": 1, "windows": 50},
             "kselftest-kvm": {"enabled": False},
+            "linux-guest": {"enabled": False},
         }
         self.doc = doc
         self.reference_seconds: float | None = None

@@ -68,7 +68,7 @@ def test_a_suite_in_one_file_is_listed_run_reported_and_compared(
     def only_toy(doc: dict) -> None:
         doc["suites"] = {name: {"enabled": False}
                          for name in ("counters", "isolation", "latency", "kvm-host",
-                                      "kselftest-kvm")}
+                                      "kselftest-kvm", "linux-guest")}
         doc["suites"]["toy"] = {"word": "rig"}
 
     config = rig_variant(tmp_path, only_toy)
