@@ -134,6 +134,13 @@ def extract(deb: Path, member: str, dest: Path) -> Path:
     return dest
 
 
+def deb_names(simulation: str) -> list[str]:
+    """The archive file names of what `apt-get install --simulate` would install:
+    "Inst NAME (VERSION SUITE [ARCH])" -> NAME_VERSION_ARCH.deb, ':' quoted as apt does."""
+    return [f"{name}_{version.replace(':', '%3a')}_{arch}.deb" for name, version, arch
+            in re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", simulation, re.MULTILINE)]
+
+
 def fetch_closure(cache_dir: Path, package: str, arch: str = "riscv64",
                   progress: Progress | None = None) -> list[Path]:
     """Download package:arch and everything it depends on (no recommends), once;
@@ -170,12 +177,9 @@ def fetch_closure(cache_dir: Path, package: str, arch: str = "riscv64",
         except (InfraError, subprocess.CalledProcessError) as exc:
             failures.append(f"{suite}: {getattr(exc, 'message', exc)}")
             continue
-        # "Inst NAME (VERSION SUITE [ARCH])" -> NAME_VERSION_ARCH.deb, ':' quoted as apt does
-        wanted = [f"{name}_{version.replace(':', '%3a')}_{deb_arch}.deb" for name, version, deb_arch
-                  in re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", plan.stdout, re.MULTILINE)]
-        debs = [archives / name for name in wanted]
+        debs = [archives / name for name in deb_names(plan.stdout)]
         if not debs or not all(d.is_file() for d in debs):
-            failures.append(f"{suite}: apt did not leave the {len(wanted)} .debs it listed")
+            failures.append(f"{suite}: apt did not leave the {len(debs)} .debs it listed")
             continue
         record.write_text(json.dumps({"suite": suite,
                                       "debs": {d.name: _sha256(d) for d in debs}}, indent=1))

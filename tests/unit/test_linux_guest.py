@@ -125,3 +125,18 @@ def test_guest_values_are_checked(tmp_path: Path) -> None:
     doc = default_doc()
     doc["suites"]["linux-guest"]["guest_perf_user_access"] = [3]
     assert "suites.linux-guest.guest_perf_user_access[0]" in load_error(tmp_path, doc)
+
+
+def test_the_vmm_closure_names_the_debs_apt_downloads() -> None:
+    from orchestrator.debian import deb_names
+
+    simulation = """NOTE: This is only a simulation!
+Inst libc6 (2.41-12 Debian:13.8/stable [riscv64])
+Inst qemu-system-data (1:10.0.13+ds-0+deb13u1 Debian:13.8/stable [all])
+Conf libc6 (2.41-12 Debian:13.8/stable [riscv64])
+Inst qemu-system-riscv (1:10.0.13+ds-0+deb13u1 Debian:13.8/stable [riscv64])
+"""
+    assert deb_names(simulation) == [
+        "libc6_2.41-12_riscv64.deb",
+        "qemu-system-data_1%3a10.0.13+ds-0+deb13u1_all.deb",
+        "qemu-system-riscv_1%3a10.0.13+ds-0+deb13u1_riscv64.deb"]
