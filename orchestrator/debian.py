@@ -15,13 +15,16 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import cachefile
 from orchestrator.errors import InfraError
 from orchestrator.progress import Progress, run_logged
 
 FOREIGN_SUITES = ("trixie", "sid", "forky")
+T = TypeVar("T")
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
@@ -61,7 +64,9 @@ class ForeignApt:
     def use_suite(self, mirror: str, suite: str) -> None:
         for sub in ("lists/partial", "cache/archives/partial", "debs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "status").touch()
+        # an empty dpkg status: nothing counts as installed, so apt resolves whole
+        # dependency closures (fetch_closure)
+        (self.root / "status").write_text("")
         self.sources.write_text(
             f"deb [arch={self.arch} signed-by={KEYRING}] {mirror} {suite} main\n")
 
@@ -92,34 +97,42 @@ def fetch(cache_dir: Path, package: str, arch: str = "riscv64",
         if deb.is_file():
             cachefile.damaged(f"{package}:{arch}", deb)
 
-    mirror = debian_mirror()
     log = apt.root / "apt.log"
+
+    def download(suite: str) -> Path:
+        want = apt.package_sha256(package)
+        debs = apt.root / "debs"
+        for old in debs.glob(f"{package}_*.deb"):
+            old.unlink()
+        progress.begin(f"apt-get download {package}:{arch} ({suite})")
+        run_logged(["apt-get", *apt.options(), "download", package], log, progress, cwd=debs)
+        deb = next(debs.glob(f"{package}_*.deb"))
+        if _sha256(deb) != want:
+            raise InfraError(f"{deb.name} does not match the index's SHA256")
+        record.write_text(json.dumps({"deb": deb.name, "sha256": want, "suite": suite}))
+        progress.done(f"{deb.name} from {suite}")
+        return deb
+
+    return _from_some_suite(apt, f"{package}:{arch}", download, log, progress)
+
+
+def _from_some_suite(apt: ForeignApt, what: str, attempt: Callable[[str], T], log: Path,
+                     progress: Progress) -> T:
+    """attempt(suite) after `apt-get update` of each of FOREIGN_SUITES in turn, until
+    one succeeds; an InfraError moves on to the next suite."""
+    mirror = debian_mirror()
     apt.root.mkdir(parents=True, exist_ok=True)
     failures = []
     for suite in FOREIGN_SUITES:
         apt.use_suite(mirror, suite)
-        progress.begin(f"apt-get update ({suite}, {arch})")
+        progress.begin(f"apt-get update ({suite}, {apt.arch})")
         try:
             # --error-on=any: a suite caught mid-sync fails here, not at download
             run_logged(["apt-get", *apt.options(), "--error-on=any", "update"], log, progress)
-            want = apt.package_sha256(package)
-            debs = apt.root / "debs"
-            for old in debs.glob(f"{package}_*.deb"):
-                old.unlink()
-            progress.begin(f"apt-get download {package}:{arch} ({suite})")
-            run_logged(["apt-get", *apt.options(), "download", package], log, progress,
-                       cwd=debs)
+            return attempt(suite)
         except InfraError as exc:
             failures.append(f"{suite}: {exc.message}")
-            continue
-        deb = next(debs.glob(f"{package}_*.deb"))
-        if _sha256(deb) != want:
-            failures.append(f"{suite}: {deb.name} does not match the index's SHA256")
-            continue
-        record.write_text(json.dumps({"deb": deb.name, "sha256": want, "suite": suite}))
-        progress.done(f"{deb.name} from {suite}")
-        return deb
-    raise InfraError(f"could not fetch {package}:{arch} from any of {', '.join(FOREIGN_SUITES)}",
+    raise InfraError(f"could not fetch {what} from any of {', '.join(FOREIGN_SUITES)}",
                      details="\n".join(failures))
 
 
@@ -156,34 +169,25 @@ def fetch_closure(cache_dir: Path, package: str, arch: str = "riscv64",
         if all(d.is_file() and _sha256(d) == known["debs"][d.name] for d in debs):
             return debs
 
-    mirror = debian_mirror()
     log = apt.root / "apt.log"
-    apt.root.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for suite in FOREIGN_SUITES:
-        apt.use_suite(mirror, suite)
-        # an empty dpkg status: apt resolves the whole dependency closure
-        (apt.root / "status").write_text("")
-        try:
-            progress.begin(f"apt-get update ({suite}, {arch})")
-            run_logged(["apt-get", *apt.options(), "--error-on=any", "update"], log, progress)
-            progress.begin(f"apt-get install --download-only {package}:{arch} ({suite})")
-            # apt checks every download against the index's hashes
-            run_logged(["apt-get", *apt.options(), "install", "--yes", "--download-only",
-                        "--no-install-recommends", package], log, progress)
-            plan = subprocess.run(
-                ["apt-get", *apt.options(), "install", "--simulate", "--no-install-recommends",
-                 package], capture_output=True, text=True, check=True)
-        except (InfraError, subprocess.CalledProcessError) as exc:
-            failures.append(f"{suite}: {getattr(exc, 'message', exc)}")
-            continue
+
+    def download(suite: str) -> list[Path]:
+        progress.begin(f"apt-get install --download-only {package}:{arch} ({suite})")
+        # apt checks every download against the index's hashes
+        run_logged(["apt-get", *apt.options(), "install", "--yes", "--download-only",
+                    "--no-install-recommends", package], log, progress)
+        plan = subprocess.run(
+            ["apt-get", *apt.options(), "install", "--simulate", "--no-install-recommends",
+             package], capture_output=True, text=True)
+        if plan.returncode != 0:
+            raise InfraError(f"apt-get install --simulate {package} exited {plan.returncode}")
         debs = [archives / name for name in deb_names(plan.stdout)]
         if not debs or not all(d.is_file() for d in debs):
-            failures.append(f"{suite}: apt did not leave the {len(debs)} .debs it listed")
-            continue
+            raise InfraError(f"apt did not leave the {len(debs)} .debs it listed")
         record.write_text(json.dumps({"suite": suite,
                                       "debs": {d.name: _sha256(d) for d in debs}}, indent=1))
         progress.done(f"{len(debs)} packages from {suite}")
         return debs
-    raise InfraError(f"could not fetch {package}:{arch} with its dependencies from any of"
-                     f" {', '.join(FOREIGN_SUITES)}", details="\n".join(failures))
+
+    return _from_some_suite(apt, f"{package}:{arch} with its dependencies", download, log,
+                            progress)
