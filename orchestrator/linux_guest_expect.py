@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.expect import DEVIATIONS, Deviation
+from orchestrator.expect import DEVIATIONS, Deviation, Judgement
 from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
 
 DIRECT_COUNTERS = ("cycle", "time", "instret")
@@ -78,15 +78,6 @@ def outcome_of(record: dict[str, Any]) -> dict[str, Any]:
     if record["method"] == "perf" and "cap_user_rdpmc" in record:
         outcome["cap_user_rdpmc"] = record["cap_user_rdpmc"]
     return outcome
-
-
-@dataclass(frozen=True)
-class Judgement:
-    verdict: str
-    expected: str
-    observed: str
-    reason: str
-    rule: str
 
 
 def _observed(record: dict[str, Any]) -> str:
