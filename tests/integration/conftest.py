@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pexpect
 import pytest
 import yaml
 
@@ -29,6 +30,12 @@ def orchestrator(*args: str, config: Path | None = None,
     """Run the CLI as a user would, from the repository."""
     cmd = [sys.executable, "-m", "orchestrator", "-c", str(config or REPO / "rig.yaml"), *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def interactive(config: Path, *args: str, timeout: float) -> pexpect.spawn:
+    """The CLI on a terminal of its own, as a person runs `shell` (text, 40x200)."""
+    return pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), *args],
+                         cwd=str(REPO), timeout=timeout, encoding="utf-8", dimensions=(40, 200))
 
 
 def rig_variant(tmp_path: Path, edit, selftests: bool = False,

@@ -10,16 +10,14 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .conftest import REPO, qemu_processes_mentioning, rig_variant
+from .conftest import REPO, interactive, qemu_processes_mentioning, rig_variant
 
 pytestmark = pytest.mark.integration
 
 
 def test_shell_gives_an_interactive_host_console(built_kernels: dict, tmp_path: Path) -> None:
     config = rig_variant(tmp_path, lambda doc: None)
-    child = pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), "shell",
-                                           "b922307a"], cwd=str(REPO), timeout=120,
-                          encoding="utf-8", dimensions=(40, 200))
+    child = interactive(config, "shell", "b922307a", timeout=120)
     try:
         child.expect("Ctrl-] to leave")
         # busybox ash may follow its prompt with a cursor-position query (ESC[6n) in the

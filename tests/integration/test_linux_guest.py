@@ -5,14 +5,20 @@ the guest's SCOUNTEREN across exits (tests/patches/0102-...) is caught."""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from .conftest import REPO, orchestrator, qemu_processes_mentioning, rig_variant, run_cases
+from .conftest import (
+    REPO,
+    interactive,
+    orchestrator,
+    qemu_processes_mentioning,
+    rig_variant,
+    run_cases,
+)
 
 pytestmark = pytest.mark.integration
 BUG = "0102-bug-lose-guest-scounteren.patch"
@@ -78,9 +84,7 @@ def test_shell_guest_reaches_the_guest_shell(built_kernels: dict, tmp_path: Path
     """`orchestrator shell KERNEL --guest` boots the host, starts the guest in it and
     hands over the guest's console: a command typed there runs in the guest."""
     config = rig_variant(tmp_path, lambda doc: None, linux_guest=True)
-    child = pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), "shell",
-                                           "b922307a", "--guest"], cwd=str(REPO), timeout=300,
-                          encoding="utf-8", dimensions=(40, 200))
+    child = interactive(config, "shell", "b922307a", "--guest", timeout=300)
     try:
         child.expect("RIG-GUEST-READY kernel=6.12.117")
         child.expect("# ")
