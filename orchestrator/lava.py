@@ -55,8 +55,8 @@ from orchestrator.plan import make
 from orchestrator.results import DIFFERS, FAIL, SKIP, Case, RunRecord
 from orchestrator.runner import qemu_for, rerun_command
 from orchestrator.suites import Suite, SuiteConfig, registry
-from orchestrator.targets import Capabilities, CommandResult
-from orchestrator.targets.qemu import KERNEL_ARGS, has_aia
+from orchestrator.targets import CommandResult
+from orchestrator.targets.qemu import KERNEL_ARGS, machine_capabilities
 
 TEMPLATES = Path(__file__).parent / "templates"
 PLAN_FILE = "plan.json"
@@ -137,20 +137,30 @@ class Boot:
                    [Command(**c) for c in data["commands"]])
 
 
-def capabilities(qemu: QemuConfig) -> Capabilities:
-    """What a boot of this machine offers (as QemuTarget has it)."""
-    return Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
-                        memory_mb=qemu.memory_mb, can_reboot=True, aia=has_aia(qemu))
+class _LavaHost:
+    """What recording and replaying targets share: a LAVA job's host moves no files
+    (everything it needs is in its ramdisk), and there is no QEMU of ours to stop."""
+
+    label: str
+
+    def put(self, local: Path, remote: str) -> None:
+        raise InfraError(f"{self.label}: a LAVA job cannot copy files into the host")
+
+    def get(self, remote: str, local: Path) -> None:
+        raise InfraError(f"{self.label}: a LAVA job cannot copy files out of the host")
+
+    def close(self) -> None:
+        pass
 
 
-class RecordingTarget:
+class RecordingTarget(_LavaHost):
     """A Target that records the commands and reboots suites send (Suite.script);
     every command 'fails' at once with no output."""
 
     def __init__(self, label: str, qemu: QemuConfig, log_dir: Path, default_timeout: float,
                  first_index: int, first_id: int, group: str) -> None:
         self.label = label
-        self.capabilities = capabilities(qemu)
+        self.capabilities = machine_capabilities(qemu, host_share=False)
         self.console_log = log_dir / f"{group}.console.log"
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self.console_log.touch()
@@ -180,15 +190,6 @@ class RecordingTarget:
         self.boots.append(Boot(self.boots[-1].index + 1, self._group, self._qemu,
                                {self.suite: ids}))
         return 0.0
-
-    def put(self, local: Path, remote: str) -> None:
-        raise InfraError(f"{self.label}: a LAVA job cannot copy files into the host")
-
-    def get(self, remote: str, local: Path) -> None:
-        raise InfraError(f"{self.label}: a LAVA job cannot copy files out of the host")
-
-    def close(self) -> None:
-        pass
 
     @property
     def next_id(self) -> int:
@@ -518,7 +519,7 @@ def _read_commands(boot: BootLog) -> None:
 # -- import --------------------------------------------------------------------
 
 
-class ReplayTarget:
+class ReplayTarget(_LavaHost):
     """A Target that answers the suites' commands with what the job's host printed.
 
     Boots are the job's boots of one group, in order; reboot() moves to the next.
@@ -527,7 +528,7 @@ class ReplayTarget:
     def __init__(self, label: str, boots: list[Boot], logs: dict[int, BootLog],
                  log_dir: Path, job_error: str) -> None:
         self.label = label
-        self.capabilities = capabilities(boots[0].qemu)
+        self.capabilities = machine_capabilities(boots[0].qemu, host_share=False)
         self._boots, self._logs, self._dir, self._error = boots, logs, log_dir, job_error
         self._position = -1
         self._served: dict[int, int] = {}  # command id -> attempts handed out
@@ -592,14 +593,6 @@ class ReplayTarget:
         self._start(self._position + 1)
         return 0.0
 
-    def put(self, local: Path, remote: str) -> None:
-        raise InfraError(f"{self.label}: a LAVA job's host cannot be sent files")
-
-    def get(self, remote: str, local: Path) -> None:
-        raise InfraError(f"{self.label}: a LAVA job's host cannot be asked for files")
-
-    def close(self) -> None:
-        pass
 
 
 def _suite(name: str, saved: dict[str, Any] | None, rig: RigConfig) -> Suite:

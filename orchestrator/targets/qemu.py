@@ -59,6 +59,14 @@ def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
     return cmd + list(extra_args)
 
 
+def machine_capabilities(qemu: QemuConfig, host_share: bool) -> Capabilities:
+    """What a boot of this QEMU machine offers; host_share: whether a directory of the
+    rig's machine can reach it (the rig's own QEMU: yes; a LAVA worker's: no)."""
+    return Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
+                        memory_mb=qemu.memory_mb, can_reboot=True, aia=has_aia(qemu),
+                        host_share=host_share)
+
+
 def share_args(shares: dict[str, Path]) -> tuple[str, ...]:
     """QEMU options that export each directory read-only over virtio-9p (virtio-mmio),
     mount tag = the key: the host mounts it with `mount -t 9p -o trans=virtio TAG DIR`."""
@@ -89,9 +97,7 @@ class QemuTarget:
         self.qemu = qemu
         self.label = label
         self.budget = budget
-        self.capabilities = Capabilities(exact_timing=bool(qemu.icount), cpus=qemu.smp,
-                                         memory_mb=qemu.memory_mb, can_reboot=True,
-                                         aia=has_aia(qemu), host_share=True)
+        self.capabilities = machine_capabilities(qemu, host_share=True)
         self._log_dir = log_dir
         self._boot_name = boot_name
         self._boots = 0
