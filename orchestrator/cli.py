@@ -43,7 +43,7 @@ from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
-from orchestrator.suites import Suite, linux_guest
+from orchestrator.suites import linux_guest, registry
 from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
 from orchestrator.targets.ssh import SshTarget
 
@@ -76,9 +76,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _boot(args: argparse.Namespace, extra_append: str = "",
           ssh_entry: list[config.SshTarget] | None = None,
-          suite: Suite | None = None) -> QemuTarget:
+          suite_name: str | None = None) -> QemuTarget:
     """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too; with
-    suite, on the machine its needs give, its share mounted."""
+    suite_name, on the machine that suite's needs give (rig.yaml's settings), its share
+    mounted."""
     rig = _load(args)
     spec = rig.kernel(args.kernel)
     built = kernel.build(rig, spec)
@@ -90,7 +91,8 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
     boot_name = f"{args.kernel}-{stamp}-{os.getpid()}"
     extra_args: tuple[str, ...] = ()
     machine = rig.qemu
-    if suite is not None:
+    if suite_name is not None:
+        suite = registry()[suite_name](rig.suites[suite_name])
         machine = runner.qemu_for(suite.needs(), rig.qemu)
         share = suite.host_share(rig, spec)
         extra_args = share_args({suite.name: share} if share else {})
@@ -157,9 +159,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 def _guest_shell(args: argparse.Namespace) -> int:
     """The linux-guest suite's guest, started in the host, its console handed over."""
-    suite = linux_guest.LinuxGuest(_load(args).suites.get("linux-guest")
-                                   or linux_guest.LinuxGuestConfig())
-    with _boot(args, suite=suite) as target:
+    with _boot(args, suite_name=linux_guest.LinuxGuest.name) as target:
         target.run(linux_guest.MOUNT_SCRIPT)
         print("guest shell: 'poweroff -f' ends the guest, Ctrl-] leaves (QEMU is then"
               " stopped)", file=sys.stderr)
