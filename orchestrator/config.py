@@ -28,6 +28,7 @@ DEFAULT_CONFIG = "rig.yaml"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_ALIASES = 64
 MAX_SMP = 512  # QEMU virt's hart limit
+TCG_THREADS = ("single", "multi")
 MEMORY_MB = (128, 64 * 1024)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([MGTmgt]?)$")
@@ -52,6 +53,9 @@ class QemuConfig:
     memory: str = "512M"
     # e.g. "shift=0,sleep=off" for deterministic instruction counting
     icount: str | None = None
+    # TCG threading (QEMU's -accel tcg,thread=): "multi" runs each vCPU on its own host
+    # thread, "single" runs them all on one; None: QEMU's default (multi)
+    tcg_thread: str | None = None
     # appended to the kernel command line the rig builds
     append: str = ""
 
@@ -511,6 +515,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
         reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
+    if qemu.tcg_thread not in (None, *TCG_THREADS):
+        reader.fail("qemu.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
     if not _MEMORY.match(qemu.memory) or not (
             MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
         reader.fail("qemu.memory", qemu.memory,

@@ -56,7 +56,7 @@ from orchestrator.results import DIFFERS, FAIL, SKIP, Case, RunRecord
 from orchestrator.runner import qemu_for, rerun_command
 from orchestrator.suites import Suite, SuiteConfig, registry
 from orchestrator.targets import CommandResult
-from orchestrator.targets.qemu import KERNEL_ARGS, machine_capabilities
+from orchestrator.targets.qemu import KERNEL_ARGS, emulation_args, machine_capabilities
 
 TEMPLATES = Path(__file__).parent / "templates"
 PLAN_FILE = "plan.json"
@@ -280,10 +280,8 @@ def sha256(path: Path) -> str:
 def machine_args(qemu: QemuConfig) -> str:
     """QEMU options of one boot; QEMU keeps the last -machine/-cpu/-smp/-m, so these
     override what the device's own options say."""
-    args = ["-machine", qemu.machine, "-cpu", qemu.cpu, "-smp", str(qemu.smp), "-m", qemu.memory]
-    if qemu.icount:
-        args += ["-icount", qemu.icount]
-    return shlex.join(args)
+    return shlex.join(["-machine", qemu.machine, "-cpu", qemu.cpu, "-smp", str(qemu.smp),
+                       "-m", qemu.memory, *emulation_args(qemu)])
 
 
 def kernel_append(qemu: QemuConfig, boot: Boot) -> str:

@@ -64,9 +64,11 @@ def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -
 
 def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
     """The QEMU machine that serves needs: icount for exact timing, the CPU count,
-    the memory, AIA; what needs leave alone stays as rig.yaml has it."""
+    the memory, AIA, TCG threading; what needs leave alone stays as rig.yaml has it."""
     machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
-                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus))
+                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus),
+                                  tcg_thread="single" if needs.one_tcg_thread
+                                  else qemu.tcg_thread)
     if needs.memory_mb and qemu.memory_mb < needs.memory_mb:
         machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
     if needs.aia and not has_aia(qemu):

@@ -120,7 +120,7 @@ class KselftestKvm(Suite):
             fail("memory_mb", cfg.memory_mb, "MiB, from 256 to 65536")
 
     def needs(self) -> Needs:
-        return Needs(memory_mb=self.cfg.memory_mb, aia=self.cfg.aia)
+        return Needs(memory_mb=self.cfg.memory_mb, aia=self.cfg.aia, one_tcg_thread=True)
 
     def plan(self) -> list[str]:
         ids = []

@@ -45,6 +45,10 @@ class Needs:
     # measures wall-clock time: runs alone, with nothing else on the machine
     exclusive: bool = False
     host_share: bool = False  # the suite's host_share() directory, mounted in the host
+    # Emulated hosts only, not a capability: the host's vCPUs on one TCG thread. Work that
+    # waits on other CPUs (memslot updates, userfaultfd) then costs no host scheduling when
+    # another host shares the cores (docs/speed.md).
+    one_tcg_thread: bool = False
 
     def unmet(self, caps: Capabilities) -> str | None:
         """Why caps cannot serve these needs, or None."""

@@ -54,9 +54,15 @@ def qemu_command(qemu: QemuConfig, image: Path, initramfs: Path, pidfile: Path,
         "-kernel", str(image), "-initrd", str(initramfs), "-append", append,
         "-pidfile", str(pidfile),
     ]
-    if qemu.icount:
-        cmd += ["-icount", qemu.icount]
-    return cmd + list(extra_args)
+    return cmd + emulation_args(qemu) + list(extra_args)
+
+
+def emulation_args(qemu: QemuConfig) -> list[str]:
+    """How QEMU runs the machine's vCPUs: instruction counting, TCG threading."""
+    args = ["-icount", qemu.icount] if qemu.icount else []
+    if qemu.tcg_thread:
+        args += ["-accel", f"tcg,thread={qemu.tcg_thread}"]
+    return args
 
 
 def machine_capabilities(qemu: QemuConfig, host_share: bool) -> Capabilities:
