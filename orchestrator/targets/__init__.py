@@ -42,7 +42,8 @@ class Needs:
     min_cpus: int = 1
     memory_mb: int | None = None  # at least this much; None: the target's own
     aia: bool = False  # an AIA machine (KVM offers guests Sscofpmf only on an Ssaia host)
-    # measures wall-clock time: runs alone, with nothing else on the machine
+    # runs alone, with nothing else on the machine: it measures wall-clock time, or its
+    # host wants every core (a guest's vCPUs each busy on a host vCPU)
     exclusive: bool = False
     host_share: bool = False  # the suite's host_share() directory, mounted in the host
     # Emulated hosts only, not a capability: the host's vCPUs on one TCG thread. Work that
