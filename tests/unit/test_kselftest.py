@@ -83,6 +83,7 @@ def test_needs_give_a_bigger_aia_machine_and_leave_others_alone():
     machine = qemu_for(suite.needs(), rig.qemu)
     assert machine.machine == "virt,aia=aplic-imsic"
     assert machine.cpu.endswith(",smaia=true,ssaia=true") and machine.memory == "2048M"
+    assert machine.tcg_thread == "single" and machine.smp == rig.qemu.smp
     assert qemu_for(Needs(), rig.qemu) == rig.qemu
     caps = Capabilities(exact_timing=False, cpus=2, memory_mb=512, can_reboot=True)
     assert "AIA" in Needs(aia=True).unmet(caps)

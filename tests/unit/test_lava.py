@@ -99,6 +99,11 @@ def test_job_renders_blocks_per_boot_with_machine_options(tmp_path: Path) -> Non
     assert all(b["timeout"]["seconds"] >= 300 + 120 for b in boot_actions)
 
 
+def test_machine_options_carry_the_tcg_threading() -> None:
+    options = lava.machine_args(QemuConfig(smp=2, tcg_thread="single"))
+    assert options.endswith("-smp 2 -m 512M -accel tcg,thread=single")
+
+
 def test_device_is_a_riscv64_qemu_without_kvm() -> None:
     device = yaml.safe_load(lava.render_device(QEMU))
     options = device["actions"]["boot"]["methods"]["qemu"]["parameters"]

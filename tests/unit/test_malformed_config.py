@@ -77,6 +77,8 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
     ("memory tiny", doc_with(setter("qemu/memory", "1M")), "qemu.memory: got '1M'"),
     ("memory huge", doc_with(setter("qemu/memory", "9T")), "qemu.memory: got '9T'"),
     ("cpu number", doc_with(setter("qemu/cpu", 5)), "qemu.cpu: got 5, expected a string"),
+    ("tcg thread", doc_with(setter("qemu/tcg_thread", "dual")),
+     "qemu.tcg_thread: got 'dual', expected single or multi"),
     ("boot timeout nan", doc_with(setter("timeouts/boot", float("nan"))), "timeouts.boot: got nan"),
     ("boot timeout zero", doc_with(setter("timeouts/boot", 0)), "timeouts.boot: got 0"),
     ("command timeout negative", doc_with(setter("timeouts/command", -1)),

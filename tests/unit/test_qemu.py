@@ -12,7 +12,7 @@ def test_command_carries_cpu_console_and_no_reboot() -> None:
     cmd = qemu_command(QemuConfig(), Path("Image"), Path("initrd"), Path("q.pid"), "rig.shell")
     assert cmd[0] == "qemu-system-riscv64"
     assert cmd[cmd.index("-cpu") + 1] == "rv64,h=true,sscofpmf=true"
-    assert "-no-reboot" in cmd and "-icount" not in cmd
+    assert "-no-reboot" in cmd and "-icount" not in cmd and "-accel" not in cmd
     append = cmd[cmd.index("-append") + 1]
     assert append.startswith("console=ttyS0") and "panic=-1" in append
     assert append.endswith("rig.shell")
@@ -24,6 +24,13 @@ def test_icount_and_extra_append_from_config() -> None:
     assert cmd[cmd.index("-icount") + 1] == "shift=0,sleep=off"
     assert cmd[cmd.index("-smp") + 1] == "2"
     assert "loglevel=4" in cmd[cmd.index("-append") + 1]
+
+
+def test_tcg_threading_from_config() -> None:
+    cmd = qemu_command(QemuConfig(tcg_thread="single"), Path("Image"), Path("i"), Path("q.pid"),
+                       extra_args=("-fsdev", "x"))
+    assert cmd[cmd.index("-accel") + 1] == "tcg,thread=single"
+    assert cmd[-2:] == ["-fsdev", "x"]  # the caller's options come last
 
 
 def test_fatal_console_patterns() -> None:
