@@ -60,9 +60,10 @@ class IsolationConfig(SuiteConfig):
     timer_exits: int | None = None
     # also move the vCPU thread between host CPUs before every KVM_RUN
     migrate: bool = False
-    # seconds one run may take (about 5-20 s on a loaded 2-core machine) before it counts
-    # as hung; a hung run is rerun once on a fresh host (see _run_once)
-    timeout: float = 120.0
+    # seconds one run may take before it counts as hung (a run of 300 exits takes
+    # 0.2-0.4 s on an idle 2-core machine); a hung run is rerun once on a fresh host
+    # (see _run_once), so this is also what a lost timer wakeup costs the run
+    timeout: float = 30.0
 
 
 def host_policy(perf_user_access: int) -> int:
