@@ -19,6 +19,7 @@ reader sees a run whole or not at all.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 import sqlite3
@@ -152,16 +153,21 @@ class Store:
     def __init__(self, path: Path, upto: int = SCHEMA_VERSION) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # autocommit mode: transactions are explicit (_transaction)
-            self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                      isolation_level=None)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            migrate(self.db, upto, str(path))
-        except sqlite3.DatabaseError as exc:
-            raise InfraError(f"{path}: results store unusable: {exc}") from None
+        # One process at a time opens the store: two creating it at once could get
+        # "database is locked" from the switch to WAL without waiting on busy_timeout
+        # (4 of 40 runs of test_two_processes_write_at_once failed so).
+        with open(f"{path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                # autocommit mode: transactions are explicit (_transaction)
+                self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                          isolation_level=None)
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+                migrate(self.db, upto, str(path))
+            except sqlite3.DatabaseError as exc:
+                raise InfraError(f"{path}: results store unusable: {exc}") from None
 
     def close(self) -> None:
         self.db.close()
