@@ -56,7 +56,7 @@ class LinuxGuestConfig(SuiteConfig):
 
 # Mounted, the share is read once whole (under 1 s): the loader and QEMU then page the VMM
 # in from the host's page cache. Paged in from the 9p mount itself, with another host on
-# the cores, the first guest run of a boot was 10-35 s slower than the next (docs/speed.md).
+# the cores, the first guest run of a boot was 9-30 s slower than the next (docs/speed.md).
 MOUNT_SCRIPT = f"""mkdir -p {MOUNT}
 grep -q ' {MOUNT} 9p ' /proc/mounts || {{ mount -t 9p \\
     -o trans=virtio,version=9p2000.L,cache=loose,msize=262144,ro linux-guest {MOUNT} &&
