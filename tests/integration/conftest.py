@@ -6,10 +6,12 @@ cache makes them fast; a cold one builds both kernels first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -32,10 +34,22 @@ def orchestrator(*args: str, config: Path | None = None,
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def interactive(config: Path, *args: str, timeout: float) -> pexpect.spawn:
-    """The CLI on a terminal of its own, as a person runs `shell` (text, 40x200)."""
-    return pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), *args],
-                         cwd=str(REPO), timeout=timeout, encoding="utf-8", dimensions=(40, 200))
+@contextlib.contextmanager
+def interactive(config: Path, *args: str, timeout: float) -> Iterator[pexpect.spawn]:
+    """The CLI on a terminal of its own, as a person runs `shell` (text, 40x200). After
+    the body's dialogue, Ctrl-] leaves: the CLI must exit 0 and leave no QEMU running
+    (config is rig_variant's, so its directory names this test's QEMUs)."""
+    child = pexpect.spawn(sys.executable, ["-m", "orchestrator", "-c", str(config), *args],
+                          cwd=str(REPO), timeout=timeout, encoding="utf-8",
+                          dimensions=(40, 200))
+    try:
+        yield child
+        child.sendcontrol("]")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert qemu_processes_mentioning(str(config.parent)) == []
 
 
 def rig_variant(tmp_path: Path, edit, selftests: bool = False,

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from .conftest import REPO, interactive, qemu_processes_mentioning, rig_variant
@@ -17,20 +16,13 @@ pytestmark = pytest.mark.integration
 
 def test_shell_gives_an_interactive_host_console(built_kernels: dict, tmp_path: Path) -> None:
     config = rig_variant(tmp_path, lambda doc: None)
-    child = interactive(config, "shell", "b922307a", timeout=120)
-    try:
+    with interactive(config, "shell", "b922307a", timeout=120) as child:
         child.expect("Ctrl-] to leave")
         # busybox ash may follow its prompt with a cursor-position query (ESC[6n) in the
         # same read: the prompt need not end the buffer
         child.expect(r"~ # ")
         child.sendline("echo $((6 * 7)) $(cat /proc/sys/kernel/osrelease)")
         child.expect(r"42 6\.12\.117")
-        child.sendcontrol("]")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
-    assert qemu_processes_mentioning(str(tmp_path)) == []
     (log,) = (tmp_path / "results" / "boots").glob("b922307a-*.console.log")
     assert "RIG-READY" in log.read_text(errors="replace")
 
