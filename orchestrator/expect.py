@@ -90,6 +90,17 @@ DEVIATIONS = {d.id: d for d in (
         "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
     ),
     Deviation(
+        "kvm-sstc-deadline-lost-on-vcpu-put",
+        "a deadline the guest programs with SBI TIME sbi_set_timer is the one that "
+        "fires (SBI spec, Timer extension)",
+        "Linux 6.12 arch/riscv/kvm/vcpu_timer.c kvm_riscv_vcpu_update_vstimecmp() "
+        "writes CSR_VSTIMECMP only; next_cycles follows it only in "
+        "kvm_riscv_vcpu_timer_sync() at the next VM exit, and a vcpu_put/vcpu_load "
+        "before the next entry (vcpu.c kvm_arch_vcpu_ioctl_run: signal, preemption, "
+        "migration) has kvm_riscv_vcpu_timer_restore() write the stale next_cycles "
+        "back (since cea8896bd936)",
+    ),
+    Deviation(
         "kvm-no-guest-pmu",
         "an allowed counter read returns the running counter and a VU read with "
         "scounteren bit 0 raises illegal instruction",

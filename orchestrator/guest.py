@@ -16,7 +16,7 @@ from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = DATA_ROOT / "guest-tests"
-PROGRAMS = ("counters", "isolation", "latency")
+PROGRAMS = ("counters", "isolation", "latency", "timer")
 # programs for a Linux guest's user space (suite linux-guest), not for the host
 LINUX_PROGRAMS = ("linux-counters",)
 
