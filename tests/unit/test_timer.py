@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
+from orchestrator import config
 from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
 from orchestrator.suites import OUTCOME_MARK
 from orchestrator.suites.timer import Timer, TimerConfig
@@ -126,3 +128,13 @@ def test_a_case_reruns_alone_and_prints_the_outcome_judge_gives() -> None:
 def test_the_summary_judged_is_the_last_one() -> None:
     first, last = summary(), copy.deepcopy(summary(2))
     assert parse_run([first, last, loss(0), loss(0)]).lost == 2
+
+
+def test_the_example_configuration_runs_b922307a_against_it_with_the_fix() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    example = config.load(repo / "docs" / "examples" / "timer-fix.yaml")
+    patches = {k.name: [p.name for p in k.patches] for k in example.kernels}
+    fix = "0003-RISC-V-KVM-Keep-next_cycles-in-step-with-an-SBI-set_.patch"
+    assert (repo / "images" / "patches" / fix).is_file()
+    assert patches["b922307a-timer-fix"] == [*patches["b922307a"], fix]
+    assert example.suites["timer"].enabled

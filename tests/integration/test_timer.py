@@ -1,0 +1,64 @@
+"""The lost timer deadline: suite timer catches it on the stock kernel (the named
+deviation, with KVM's compare register as evidence) and passes the fixed one
+(images/patches/0003), and the run's comparison says the behaviour changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import PATCHES, load_run, orchestrator, rig_variant
+
+pytestmark = pytest.mark.integration
+FIX = PATCHES / "0003-RISC-V-KVM-Keep-next_cycles-in-step-with-an-SBI-set_.patch"
+DEVIATION = "kvm-sstc-deadline-lost-on-vcpu-put"
+SOURCES = ("signal", "preempt", "migrate")
+
+
+@pytest.fixture(scope="module")
+def stock_and_fixed(built_kernels: dict, tmp_path_factory: pytest.TempPathFactory):
+    """b922307a (baseline), then b922307a + the fix, suite timer only."""
+    tmp_path = tmp_path_factory.mktemp("timer")
+
+    def kernels(doc: dict) -> None:
+        for suite in doc["suites"]:
+            if suite != "timer":
+                doc["suites"][suite] = {**doc["suites"][suite], "enabled": False}
+        commit = doc["kernels"][1]
+        fixed = {**commit, "name": "b922307a-timer-fix", "patches": [*commit["patches"],
+                                                                      str(FIX)]}
+        doc["kernels"] = [commit, fixed]
+
+    result = orchestrator("run", config=rig_variant(tmp_path, kernels))
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    return result, load_run(run_dir)
+
+
+def test_the_stock_kernel_loses_set_timer_deadlines_to_every_source(stock_and_fixed) -> None:
+    result, cases = stock_and_fixed
+    stock = {c["id"]: c for c in cases if c["kernel"] == "b922307a" and c["suite"] == "timer"}
+    assert len(stock) == 2 * len(SOURCES), result.stderr[-3000:]
+    for source in SOURCES:
+        case = stock[f"timer/set_timer/{source}"]
+        assert (case["verdict"], case["rule"]) == ("known-deviation", DEVIATION), case
+        assert case["outcome"] == {"kind": "timer-deadlines", "lost": True}
+        details = case["details"]
+        assert details["loss_rate_per_1000"] > 0
+        for line in details["losses"]:  # KVM's own copy held another deadline
+            assert line["kvm_timer"]["compare"] != line["requested"], line
+        # the control: the guest's own stimecmp writes are never lost
+        control = stock[f"timer/stimecmp/{source}"]
+        assert (control["verdict"], control["outcome"]["lost"]) == ("pass", False), control
+
+
+def test_the_fixed_kernel_keeps_every_deadline_and_the_comparison_says_so(
+        stock_and_fixed) -> None:
+    result, cases = stock_and_fixed
+    fixed = [c for c in cases if c["kernel"] == "b922307a-timer-fix" and c["suite"] == "timer"]
+    assert len(fixed) == 2 * len(SOURCES), result.stderr[-3000:]
+    for case in fixed:
+        assert (case["verdict"], case["outcome"]["lost"]) == ("pass", False), case
+        assert case["details"]["summary"]["losses"] == 0
+    differs = {c["id"] for c in cases if c["suite"] == "differs"}
+    assert differs == {f"differs/timer/set_timer/{s}" for s in SOURCES}
+    assert result.returncode == 1  # the behaviour differences are failures of the run
+
