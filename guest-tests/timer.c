@@ -202,6 +202,16 @@ static void on_sigusr1(int sig)
 	(void)sig;	/* only there to make KVM_RUN return EINTR */
 }
 
+static void sigusr1_while_running(int how)
+{
+	sigset_t usr1;
+
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if ((errno = pthread_sigmask(how, &usr1, NULL)))
+		rig_die(errno, "pthread_sigmask");
+}
+
 /* The vCPU thread's context switches so far (/proc, always there). */
 static void context_switches(uint64_t *voluntary, uint64_t *involuntary)
 {
@@ -362,6 +372,8 @@ static int run_round(const struct options *o, struct totals *t, uint64_t round)
 	params->timer_flags = (o->direct ? RIG_TIMER_DIRECT : 0) |
 			      (sstc ? RIG_TIMER_READBACK : 0);
 
+	/* signals interrupt KVM_RUN only: VM setup and teardown are not retried */
+	sigusr1_while_running(SIG_UNBLOCK);
 	while (status < 0) {
 		t->kvm_runs++;
 		if (!rig_vcpu_run(&vcpu)) {
@@ -395,6 +407,7 @@ static int run_round(const struct options *o, struct totals *t, uint64_t round)
 			rig_die(0, "unexpected ucall %" PRIu64 " from the timer guest", uc.cmd);
 		}
 	}
+	sigusr1_while_running(SIG_BLOCK);
 	rig_vm_destroy(&vm, &vcpu);
 	return status;
 }
@@ -429,8 +442,10 @@ int main(int argc, char **argv)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigusr1;
+	sa.sa_flags = SA_RESTART;	/* output is not cut short either */
 	if (sigaction(SIGUSR1, &sa, NULL) < 0)
 		rig_die(errno, "sigaction SIGUSR1");
+	sigusr1_while_running(SIG_BLOCK);
 
 	dist.source = o.source;
 	dist.period_ns = o.period_us * 1000;
