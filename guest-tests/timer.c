@@ -91,7 +91,7 @@ static void usage(FILE *f)
 		"  --source S          what puts and loads the vCPU (default none)\n"
 		"  --deadlines N       deadlines in all (default 2000)\n"
 		"  --rounds R          fresh VMs they are split over (default 1)\n"
-		"  --period-us P       signal/migrate: one event per P us (default 200)\n"
+		"  --period-us P       signal/migrate: pause between events (default 1000)\n"
 		"  --direct            the guest writes stimecmp (needs Sstc)\n"
 		"  --max-loss-reports K  timer-loss lines per round at most (default 8)\n");
 }
@@ -120,7 +120,7 @@ static void parse_args(struct options *o, int argc, char **argv)
 	};
 	int opt;
 
-	*o = (struct options){ .deadlines = 2000, .rounds = 1, .period_us = 200,
+	*o = (struct options){ .deadlines = 2000, .rounds = 1, .period_us = 1000,
 			       .max_loss_reports = 8 };
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -151,14 +151,6 @@ static void parse_args(struct options *o, int argc, char **argv)
 
 /* ---- the second thread ---------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void pin_thread(pid_t tid, int cpu)
 {
 	cpu_set_t one;
@@ -170,22 +162,22 @@ static void pin_thread(pid_t tid, int cpu)
 }
 
 /*
- * Spins rather than sleeps between events: the host has no high-resolution
- * timers, so a sleep would last a whole tick.
+ * preempt spins on the vCPU's CPU; signal and migrate sleep between events
+ * on the other CPU, leaving it idle (a host without high-resolution timers
+ * rounds the sleep up to its next tick).
  */
 static void *disturb(void *arg)
 {
 	struct disturber *d = arg;
-	uint64_t next = now_ns();
+	struct timespec pause = { .tv_sec = (time_t)(d->period_ns / 1000000000u),
+				  .tv_nsec = (long)(d->period_ns % 1000000000u) };
 	int at = 0;
 
-	/* preempt shares the vCPU's CPU, signal keeps off it, migrate goes anywhere */
-	if (d->source != SOURCE_MIGRATE)
-		pin_thread(0, d->cpus[d->source == SOURCE_PREEMPT ? 0 : 1]);
+	pin_thread(0, d->cpus[d->source == SOURCE_PREEMPT ? 0 : 1]);
 	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
-		if (d->source == SOURCE_PREEMPT || now_ns() < next)
+		if (d->source == SOURCE_PREEMPT)
 			continue;
-		next += d->period_ns;
+		nanosleep(&pause, NULL);
 		if (d->source == SOURCE_SIGNAL) {
 			pthread_kill(d->vcpu_thread, SIGUSR1);
 		} else {

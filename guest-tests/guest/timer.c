@@ -20,8 +20,8 @@
 
 /* QEMU virt's timebase is 10 MHz: 10 time units per microsecond. */
 #define TICKS_PER_US		10UL
-#define SHORT_DELTA		(300 * TICKS_PER_US)
-#define LONG_DELTA		(2000 * TICKS_PER_US)
+#define SHORT_DELTA		(100 * TICKS_PER_US)
+#define LONG_DELTA		(500 * TICKS_PER_US)
 #define REPLACED_DELTA		(1000000 * TICKS_PER_US)
 /* Lateness that still counts as on time: the host may be busy for a tick. */
 #define ON_TIME_SLACK		(1000 * TICKS_PER_US)

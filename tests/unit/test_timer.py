@@ -110,13 +110,14 @@ def test_each_source_must_have_been_at_work() -> None:
 
 
 def test_cases_per_source_and_control() -> None:
-    suite = Timer(TimerConfig(sources=("signal", "preempt")))
+    suite = Timer(TimerConfig(sources=("signal", "preempt"), control=("preempt",)))
     assert suite.plan() == ["timer/set_timer/signal", "timer/set_timer/preempt",
-                            "timer/stimecmp/signal", "timer/stimecmp/preempt"]
-    assert Timer(TimerConfig(control=False, sources=("preempt",))).plan() == [
-        "timer/set_timer/preempt"]
-    assert Timer(TimerConfig(sources=("preempt",))).needs().min_cpus == 1
+                            "timer/stimecmp/preempt"]
+    preempt_only = Timer(TimerConfig(control=(), sources=("preempt",)))
+    assert preempt_only.plan() == ["timer/set_timer/preempt"]
+    assert preempt_only.needs().min_cpus == 1
     assert suite.needs().min_cpus == 2
+    assert Timer(TimerConfig(sources=("preempt",), control=("migrate",))).needs().min_cpus == 2
 
 
 def test_a_case_reruns_alone_and_prints_the_outcome_judge_gives() -> None:
