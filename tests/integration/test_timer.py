@@ -4,7 +4,13 @@ deviation, with KVM's compare register as evidence) and passes the fixed one
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+
 import pytest
+
+from orchestrator.kernel import CROSS_COMPILE
 
 from .conftest import PATCHES, load_run, orchestrator, rig_variant
 
@@ -30,11 +36,12 @@ def stock_and_fixed(built_kernels: dict, tmp_path_factory: pytest.TempPathFactor
 
     result = orchestrator("run", config=rig_variant(tmp_path, kernels))
     (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
-    return result, load_run(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return result, load_run(run_dir), manifest["kernels"]
 
 
 def test_the_stock_kernel_loses_set_timer_deadlines_to_every_source(stock_and_fixed) -> None:
-    result, cases = stock_and_fixed
+    result, cases, _ = stock_and_fixed
     stock = {c["id"]: c for c in cases if c["kernel"] == "b922307a" and c["suite"] == "timer"}
     assert len(stock) == 2 * len(SOURCES), result.stderr[-3000:]
     for source in SOURCES:
@@ -52,7 +59,7 @@ def test_the_stock_kernel_loses_set_timer_deadlines_to_every_source(stock_and_fi
 
 def test_the_fixed_kernel_keeps_every_deadline_and_the_comparison_says_so(
         stock_and_fixed) -> None:
-    result, cases = stock_and_fixed
+    result, cases, _ = stock_and_fixed
     fixed = [c for c in cases if c["kernel"] == "b922307a-timer-fix" and c["suite"] == "timer"]
     assert len(fixed) == 2 * len(SOURCES), result.stderr[-3000:]
     for case in fixed:
@@ -62,3 +69,22 @@ def test_the_fixed_kernel_keeps_every_deadline_and_the_comparison_says_so(
     assert differs == {f"differs/timer/set_timer/{s}" for s in SOURCES}
     assert result.returncode == 1  # the behaviour differences are failures of the run
 
+
+
+def stores_before_vstimecmp_write(vmlinux: str) -> list[str]:
+    """The doubleword stores kvm_riscv_vcpu_update_vstimecmp makes before its CSR write."""
+    out = subprocess.run([f"{CROSS_COMPILE}objdump", "-d",
+                          "--disassemble=kvm_riscv_vcpu_update_vstimecmp", vmlinux],
+                         capture_output=True, text=True, check=True).stdout
+    body = out.split("<kvm_riscv_vcpu_update_vstimecmp>:", 1)[1]
+    before = body.split("csrw\tvstimecmp", 1)[0]
+    assert before != body, out  # the function writes the CSR
+    # the frame pointer's save (sd s0) is no store of the deadline
+    return [line for line in re.findall(r"\tsd\t[^\n]*", before) if "s0," not in line]
+
+
+def test_the_fix_stores_the_deadline_before_the_csr_write(stock_and_fixed) -> None:
+    _, _, kernels = stock_and_fixed
+    assert stores_before_vstimecmp_write(kernels["b922307a"]["vmlinux"]) == []
+    (store,) = stores_before_vstimecmp_write(kernels["b922307a-timer-fix"]["vmlinux"])
+    assert store.startswith("\tsd\ta1,")  # a1: the ncycles argument
