@@ -255,7 +255,7 @@ static void print_start(const struct options *o, const struct disturber *d)
  * own copy (kvm_riscv_vcpu_timer_sync), so `compare` is the deadline in force.
  */
 static void print_loss(struct rig_vcpu *vcpu, const struct rig_ucall *uc,
-		       uint64_t round)
+		       uint64_t round, bool readback)
 {
 	struct rig_timer_loss l;
 	struct rig_json j;
@@ -272,7 +272,7 @@ static void print_loss(struct rig_vcpu *vcpu, const struct rig_ucall *uc,
 	if (l.replaced)
 		json_hex(&j, "replaced", l.replaced);
 	json_hex(&j, "set_at", l.set_at);
-	if (l.readback != ~0ULL)
+	if (readback)	/* all ones is a value too: a reset's */
 		json_hex(&j, "readback", l.readback);
 	else
 		json_null(&j, "readback");
@@ -378,7 +378,7 @@ static int run_round(const struct options *o, struct totals *t, uint64_t round)
 			break;
 		case RIG_UCALL_REPORT:
 			if (uc.args[0] == RIG_REPORT_TIMER_LOSS) {
-				print_loss(&vcpu, &uc, round);
+				print_loss(&vcpu, &uc, round, sstc != 0);
 				t->loss_lines++;
 				break;
 			}

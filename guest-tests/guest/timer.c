@@ -105,8 +105,7 @@ static void one_deadline(const struct rig_params *p, struct rig_timer *r,
 	uint64_t delta = kind_of(index) == RIG_TIMER_LONG ? LONG_DELTA : SHORT_DELTA;
 	int mismatch = 0;
 
-	*l = (struct rig_timer_loss){ .index = index, .kind = kind_of(index),
-				      .readback = ~0ULL };
+	*l = (struct rig_timer_loss){ .index = index, .kind = kind_of(index) };
 	timer_fired = 0;
 	fired_at = 0;
 	if (l->kind == RIG_TIMER_REPLACED) {

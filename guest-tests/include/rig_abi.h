@@ -193,7 +193,7 @@ struct rig_timer_loss {
 	uint64_t requested;		/* the deadline programmed (time units) */
 	uint64_t replaced;		/* REPLACED: the deadline it replaced, else 0 */
 	uint64_t set_at;		/* time when it was programmed */
-	uint64_t readback;		/* stimecmp right after, ~0 without READBACK */
+	uint64_t readback;		/* stimecmp right after; with READBACK only */
 	uint64_t fired_at;		/* time of the interrupt, 0 if none */
 	uint64_t now;			/* time at this report */
 };
