@@ -43,7 +43,7 @@ from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
-from orchestrator.suites import linux_guest, registry
+from orchestrator.suites import Suite, registry
 from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
 from orchestrator.targets.ssh import SshTarget
 
@@ -76,11 +76,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _boot(args: argparse.Namespace, extra_append: str = "",
           ssh_entry: list[config.SshTarget] | None = None,
-          suite_name: str | None = None) -> QemuTarget:
+          suite: Suite | None = None, rig: config.RigConfig | None = None) -> QemuTarget:
     """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too; with
-    suite_name, on the machine that suite's needs give (rig.yaml's settings), its share
+    suite, on the machine that suite's needs give (rig.yaml's settings), its share
     mounted."""
-    rig = _load(args)
+    rig = rig or _load(args)
     spec = rig.kernel(args.kernel)
     built = kernel.build(rig, spec)
     initramfs = guest.host_initramfs(rig.cache_dir)
@@ -91,8 +91,7 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
     boot_name = f"{args.kernel}-{stamp}-{os.getpid()}"
     extra_args: tuple[str, ...] = ()
     machine = rig.qemu
-    if suite_name is not None:
-        suite = registry()[suite_name](rig.suites[suite_name])
+    if suite is not None:
         machine = runner.qemu_for(suite.needs(), rig.qemu)
         share = suite.host_share(rig, spec)
         extra_args = share_args({suite.name: share} if share else {})
@@ -158,12 +157,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def _guest_shell(args: argparse.Namespace) -> int:
-    """The linux-guest suite's guest, started in the host, its console handed over."""
-    with _boot(args, suite_name=linux_guest.LinuxGuest.name) as target:
-        target.run(linux_guest.MOUNT_SCRIPT)
-        print("guest shell: 'poweroff -f' ends the guest, Ctrl-] leaves (QEMU is then"
-              " stopped)", file=sys.stderr)
-        target.send(linux_guest.vmm_command(linux_guest.SHELL_KERNEL_ARGS, "-nographic"))
+    """The guest of the suite that runs one, started in the host, its console handed over."""
+    rig = _load(args)
+    name = next((name for name, cls in registry().items() if cls.has_guest_shell()), None)
+    if name is None:
+        raise BadInput("shell --guest: no suite starts a guest in the host")
+    suite = registry()[name](rig.suites[name])
+    with _boot(args, suite=suite, rig=rig) as target:
+        leave = suite.start_guest_shell(target)
+        print(f"guest shell: {leave}, Ctrl-] leaves (QEMU is then stopped)", file=sys.stderr)
         target.interact()
     return EXIT_OK
 
@@ -448,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
     p.add_argument("kernel", metavar="KERNEL")
     p.add_argument("--guest", action="store_true",
-                   help="start suite linux-guest's Linux guest under KVM in the host and give"
-                        " its console instead")
+                   help="start the guest a suite runs under KVM in the host (linux-guest's"
+                        " Linux guest) and give its console instead")
     p.set_defaults(func=cmd_shell)
 
     p = sub.add_parser("list", help="the case ids a run would run, known before it starts")

@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
+from orchestrator.results import Case
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
 
 VERSION = re.compile(r"^(?:KTAP version (\d+)|TAP version (\d+))\s*$")
 PLAN = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*))?$")

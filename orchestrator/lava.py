@@ -52,11 +52,12 @@ from orchestrator import __version__, compare, guest, image, kernel, report, sto
 from orchestrator.config import KernelSpec, QemuConfig, RigConfig
 from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.plan import make
-from orchestrator.results import DIFFERS, FAIL, SKIP, Case, RunRecord
+from orchestrator.results import DIFFERS, Case, RunRecord
 from orchestrator.runner import qemu_for, rerun_command
 from orchestrator.suites import Suite, SuiteConfig, registry
 from orchestrator.targets import CommandResult
 from orchestrator.targets.qemu import KERNEL_ARGS, emulation_args, machine_capabilities
+from orchestrator.verdicts import FAIL, SKIP
 
 TEMPLATES = Path(__file__).parent / "templates"
 PLAN_FILE = "plan.json"

@@ -28,10 +28,11 @@ from orchestrator.budget import Budget
 from orchestrator.config import RigConfig, SshTarget, default_config_path
 from orchestrator.errors import InfraError
 from orchestrator.plan import Plan, make
-from orchestrator.results import ERROR, FAIL, SKIP, Case, RunRecord
+from orchestrator.results import Case, RunRecord
 from orchestrator.runner import KernelRun, peak_rss_mib
 from orchestrator.suites import Suite
 from orchestrator.targets.ssh import SshTarget as SshConnection
+from orchestrator.verdicts import ERROR, FAIL, SKIP
 
 
 def rerun_command(rig: RigConfig, target: str, only: str | None = None) -> str:

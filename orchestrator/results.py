@@ -25,13 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, SKIP
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"results-v{SCHEMA_VERSION}.json"
-PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
-# KVM's documented behaviour where it departs from the spec: reported with
-# the rule it breaks, never counted as a pass.
-KNOWN_DEVIATION = "known-deviation"
 # The pseudo-suite of cases that behave differently than on the baseline kernel.
 DIFFERS = "differs"
 

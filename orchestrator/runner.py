@@ -34,10 +34,11 @@ from orchestrator.budget import Budget
 from orchestrator.config import KernelSpec, QemuConfig, RigConfig, default_config_path
 from orchestrator.errors import InfraError, RigError
 from orchestrator.plan import Plan, make
-from orchestrator.results import DIFFERS, ERROR, FAIL, SKIP, Case, RunRecord
+from orchestrator.results import DIFFERS, Case, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Needs
 from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia, share_args
+from orchestrator.verdicts import ERROR, FAIL, SKIP
 
 ICOUNT = "shift=0,sleep=off"
 

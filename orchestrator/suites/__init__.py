@@ -1,6 +1,7 @@
-"""Suites: what the rig checks in a booted host, one module each.
+"""Suites: what the rig checks in a booted host, one package each.
 
-A suite is a subclass of `Suite` in a module of this package (or of a
+A suite is a subclass of `Suite` in a subpackage of this package, beside its
+judging rules and the helpers only it uses (or in a module or package of a
 directory named in $RIG_SUITE_PATH, for checks kept outside the rig). It
 declares:
 - `name`, its rig.yaml section `suites.<name>` as a frozen dataclass
@@ -20,8 +21,11 @@ declares:
 - optionally `command_for(case_id)`: a host shell script that reruns one case
   alone and prints its outcome as one line, `outcome_line(outcome)`, so that
   `orchestrator reproduce` can bundle it to run without the rig (default:
-  the suite's cases cannot be rerun alone, said with a reason).
-Nothing else in the rig names a suite: adding one is adding a module.
+  the suite's cases cannot be rerun alone, said with a reason);
+- optionally `start_guest_shell(target)`: starts in the host the guest the
+  suite runs, its console on the host's, for `orchestrator shell --guest`.
+Nothing else in the rig names a suite: adding one is adding a package (or,
+for a host-shell check, one module).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import ERROR, Case
-from orchestrator.targets import Capabilities, Needs, Target
+from orchestrator.results import Case
+from orchestrator.targets import Capabilities, Console, Needs, Target
+from orchestrator.verdicts import ERROR
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig
@@ -119,6 +124,15 @@ class Suite:
             return None
         return f"{_brief(b.outcome)} vs {_brief(a.outcome)}"
 
+    def start_guest_shell(self, target: Console) -> str:
+        """Start, in target's booted host, the guest this suite runs, its console on
+        target's console (`orchestrator shell --guest`); returns how to end the guest."""
+        raise BadInput(f"suite {self.name} starts no guest in the host")
+
+    @classmethod
+    def has_guest_shell(cls) -> bool:
+        return cls.start_guest_shell is not Suite.start_guest_shell
+
     def command_for(self, case_id: str) -> str:
         """A host script (busybox sh) that reruns case_id alone and prints
         `RIG-OUTCOME <outcome_line(outcome)>` with the outcome the rig would record."""
@@ -154,9 +168,14 @@ def _modules() -> Iterator[Any]:
         if not info.name.startswith("_"):
             yield importlib.import_module(f"{__name__}.{info.name}")
     for directory in filter(None, os.environ.get(SUITE_PATH_ENV, "").split(os.pathsep)):
-        for path in sorted(Path(directory).glob("*.py")):
-            name = f"rig_suite_{path.stem}"
-            spec = importlib.util.spec_from_file_location(name, path)
+        # a module, or a package (a directory with __init__.py) like the rig's own
+        found = {path.stem: path for path in Path(directory).glob("*.py")}
+        found.update({path.parent.name: path for path in Path(directory).glob("*/__init__.py")})
+        for stem, path in sorted(found.items()):
+            name = f"rig_suite_{stem}"
+            spec = importlib.util.spec_from_file_location(
+                name, path, submodule_search_locations=[str(path.parent)]
+                if path.name == "__init__.py" else None)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module

@@ -98,3 +98,15 @@ class Target(Protocol):
     def close(self) -> None:
         """Stop the host (QEMU is killed); safe to call twice."""
         ...
+
+
+class Console(Target, Protocol):
+    """A target whose console a person can take over (`orchestrator shell`)."""
+
+    def send(self, command: str) -> int:
+        """Start a shell script in the host without waiting for it; its id."""
+        ...
+
+    def interact(self) -> None:
+        """Hand the console to the user until they leave."""
+        ...

@@ -21,7 +21,8 @@ TOY = '''
 """toy: a suite kept outside the rig, in one file."""
 import dataclasses
 
-from orchestrator.results import FAIL, PASS, Measurement
+from orchestrator.results import Measurement
+from orchestrator.verdicts import FAIL, PASS
 from orchestrator.suites import Suite, SuiteConfig
 
 

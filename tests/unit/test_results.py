@@ -12,15 +12,8 @@ import pytest
 
 from orchestrator import report, results
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
-from orchestrator.results import (
-    ERROR,
-    FAIL,
-    KNOWN_DEVIATION,
-    PASS,
-    Case,
-    Measurement,
-    RunRecord,
-)
+from orchestrator.results import Case, Measurement, RunRecord
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS
 
 SCHEMA = json.loads(results.SCHEMA_PATH.read_text())
 
