@@ -26,7 +26,6 @@ from orchestrator import (
     guest,
     history,
     kernel,
-    lava,
     nightly,
     plan,
     provision,
@@ -43,6 +42,8 @@ from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
 from orchestrator.entry import EXIT_INTERRUPTED
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
+from orchestrator.lava import export as lava_export
+from orchestrator.lava import replay as lava_replay
 from orchestrator.suites import Suite, registry
 from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
 from orchestrator.targets.ssh import SshTarget
@@ -395,17 +396,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_lava_export(args: argparse.Namespace) -> int:
     rig = _load(args)
-    jobs = lava.export(rig, args.outdir.resolve(), args.kernel, args.only, args.base_url,
+    jobs = lava_export.export(rig, args.outdir.resolve(), args.kernel, args.only, args.base_url,
                        args.device_type, args.tag)
     for job in jobs:
         print(f"job: {job}")
     print(f"artifacts: {args.outdir / 'artifacts'} (SHA256SUMS)")
-    print(f"device for lava-run: {args.outdir / lava.DEVICE_FILE}")
+    print(f"device for lava-run: {args.outdir / lava_export.DEVICE_FILE}")
     return EXIT_OK
 
 
 def cmd_lava_import(args: argparse.Namespace) -> int:
-    record = lava.import_run(_load(args), args.dir)
+    record = lava_replay.import_run(_load(args), args.dir)
     print(report.summary_table(record.cases))
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
