@@ -38,8 +38,14 @@ from orchestrator import (
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
-from orchestrator.entry import EXIT_INTERRUPTED
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BadInput,
+    RigError,
+)
 from orchestrator.lava import export as lava_export
 from orchestrator.lava import replay as lava_replay
 from orchestrator.suites import Suite, registry

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import ktap
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, SKIP
 
@@ -142,8 +143,6 @@ class RunRecord:
 
     def flush(self) -> None:
         """results.json, junit.xml and results.ktap from every case so far."""
-        from orchestrator import ktap  # it builds on this module's Case
-
         with self._lock:
             cases = list(self.cases)
             _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))
