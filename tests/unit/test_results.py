@@ -12,8 +12,8 @@ import pytest
 
 from orchestrator import report, results
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
-from orchestrator.results import Case, Measurement, RunRecord
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS
+from orchestrator.results import RunRecord
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
 
 SCHEMA = json.loads(results.SCHEMA_PATH.read_text())
 
