@@ -98,3 +98,10 @@ def test_summary_counts_per_kernel_and_suite() -> None:
     assert lines[0].split() == ["kernel", "kvm-host"]
     assert "1/2 pass, 1 fail" in lines[2]
     assert "1/1 pass" in lines[3]
+
+
+def test_the_schema_allows_exactly_the_verdicts_the_rig_defines() -> None:
+    from orchestrator.verdicts import VERDICTS
+
+    case_schema = SCHEMA["$defs"]["case"]["properties"]["verdict"]
+    assert sorted(case_schema["enum"]) == sorted(VERDICTS)
