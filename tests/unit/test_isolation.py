@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
 from orchestrator.suites.isolation import (
     Isolation,
     IsolationConfig,
@@ -13,6 +12,7 @@ from orchestrator.suites.isolation import (
     judge_host_policy,
     missing_evidence,
 )
+from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 
 def probes(cycle: tuple[int, int], time: tuple[int, int], instret: tuple[int, int]) -> dict:

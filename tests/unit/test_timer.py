@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator import config
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
 from orchestrator.suites import OUTCOME_MARK
 from orchestrator.suites.timer import Timer, TimerConfig
 from orchestrator.suites.timer.judge import (
@@ -17,8 +16,10 @@ from orchestrator.suites.timer.judge import (
     MalformedRun,
     judge,
     missing_evidence,
+    outcome_of,
     parse_run,
 )
+from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 REQUESTED = 0x1A2B3C
 
@@ -67,16 +68,17 @@ def test_a_loss_line_with_a_compare_that_is_not_hex_is_malformed() -> None:
 
 
 def test_every_deadline_kept_passes() -> None:
-    verdict = judge(parse_run([summary()]), "set_timer")
-    assert (verdict.verdict, verdict.rule) == (PASS, None)
-    assert verdict.outcome == {"kind": "timer-deadlines", "lost": False}
+    run = parse_run([summary()])
+    verdict = judge(run, "set_timer")
+    assert (verdict.verdict, verdict.rule) == (PASS, "")
+    assert outcome_of(run) == {"kind": "timer-deadlines", "lost": False}
 
 
 def test_a_set_timer_loss_with_kvm_holding_another_deadline_is_the_deviation() -> None:
     run = parse_run([summary(3), loss(REQUESTED - 3000), loss(REQUESTED - 3000)])
     verdict = judge(run, "set_timer")
     assert (verdict.verdict, verdict.rule) == (KNOWN_DEVIATION, DEVIATION_ID)
-    assert verdict.outcome == {"kind": "timer-deadlines", "lost": True}
+    assert outcome_of(run) == {"kind": "timer-deadlines", "lost": True}
     assert "3 of 2000 deadlines lost (1.5 per 1000; short early 3" in verdict.reason
     assert run.rate_per_1000 == 1.5
 

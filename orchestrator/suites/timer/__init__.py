@@ -31,7 +31,6 @@ from collections.abc import Iterator
 
 from orchestrator import guest
 from orchestrator.errors import tail
-from orchestrator.results import Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.suites.timer.judge import (
     MODES,
@@ -41,9 +40,11 @@ from orchestrator.suites.timer.judge import (
     deviation,
     judge,
     missing_evidence,
+    outcome_of,
     parse_run,
 )
 from orchestrator.targets import Needs, Target
+from orchestrator.verdicts import Case
 
 PROGRAM = "timer"
 _ID = re.compile(r"timer/(set_timer|stimecmp)/(signal|preempt|migrate|none)$")
@@ -127,10 +128,11 @@ class Timer(Suite):
             return next(self.errors([case_id], "the run did not exercise what the check"
                                                " needs: " + "; ".join(missing),
                                     tail(result.output)))
-        verdict = judge(run, mode)
-        return self.case(case_id, verdict.verdict, outcome=verdict.outcome,
-                         expected=verdict.expected, reason=verdict.reason, rule=verdict.rule,
-                         duration=round(result.seconds, 3), details=_details(run))
+        judged = judge(run, mode)
+        return self.case(case_id, judged.verdict, outcome=outcome_of(run),
+                         expected=judged.expected, reason=judged.case_reason,
+                         rule=judged.rule or None, duration=round(result.seconds, 3),
+                         details=_details(run))
 
     def command_for(self, case_id: str) -> str:
         match = _ID.match(case_id)

@@ -9,11 +9,11 @@ the run, never a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.expect import DEVIATIONS, Deviation
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
+from orchestrator.verdicts import DEVIATIONS, FAIL, PASS, Deviation, Judgement
 
 DEVIATION_ID = "kvm-sstc-deadline-lost-on-vcpu-put"
 # How the guest programs its deadlines: SBI TIME set_timer, or its own stimecmp
@@ -121,45 +121,36 @@ def _compare_explains(line: dict[str, Any]) -> bool | None:
     return compare != _hex(line, "requested", "timer-loss")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str
-    outcome: dict[str, Any]
-    expected: str
-    reason: str
-    rule: str | None
-
-
 def deviation() -> Deviation:
     return DEVIATIONS[DEVIATION_ID]
 
 
-def judge(run: TimerRun, mode: str) -> Verdict:
-    """The verdict of one run whose guest programmed its deadlines in `mode`."""
+def outcome_of(run: TimerRun) -> dict[str, Any]:
+    """The behaviour two kernels are compared on: whether any deadline was lost."""
+    return {"kind": "timer-deadlines", "lost": run.lost > 0}
+
+
+def judge(run: TimerRun, mode: str) -> Judgement:
+    """The judgement of one run whose guest programmed its deadlines in `mode`."""
     how = "SBI set_timer" if mode == "set_timer" else "its own stimecmp writes"
     expected = f"every deadline the guest programs with {how} fires at its time"
-    lost = run.lost > 0
-    outcome = {"kind": "timer-deadlines", "lost": lost}
-    if not lost:
-        return Verdict(PASS, outcome, expected, "", None)
+    if not run.lost:
+        return Judgement(PASS, expected, f"{run.deadlines} deadlines kept", "", "")
     seen = (f"{run.lost} of {run.deadlines} deadlines lost ({run.rate_per_1000} per 1000;"
             f" {classes_seen(run)})")
-    explained = [_compare_explains(line) for line in run.losses]
     if mode != "set_timer":
-        return Verdict(FAIL, outcome, expected,
-                       f"{seen}: the guest's own stimecmp writes reach KVM at the next exit"
-                       " and should survive any vcpu_put", "stimecmp-deadline-kept")
+        return Judgement(FAIL, expected, seen, "the guest's own stimecmp writes reach KVM at"
+                         " the next exit and should survive any vcpu_put", "stimecmp-deadline-kept")
     if not run.summary["sstc"]:
-        return Verdict(FAIL, outcome, expected,
-                       f"{seen} on a vCPU without Sstc, where KVM keeps the deadline in an"
-                       f" hrtimer: not {DEVIATION_ID}", "set-timer-deadline-kept")
+        return Judgement(FAIL, expected, seen, "lost on a vCPU without Sstc, where KVM keeps the"
+                         f" deadline in an hrtimer: not {DEVIATION_ID}", "set-timer-deadline-kept")
+    explained = [_compare_explains(line) for line in run.losses]
     if True not in explained or False in explained:
-        return Verdict(FAIL, outcome, expected,
-                       f"{seen}, but KVM's timer compare register held the deadline"
-                       " programmed (or could not be read): not the known stale copy",
-                       "set-timer-deadline-kept")
-    dev = deviation()
-    return Verdict(KNOWN_DEVIATION, outcome, expected, f"{dev.id}: {dev.rule}; {seen}", dev.id)
+        return Judgement(FAIL, expected, seen, "KVM's timer compare register held the deadline"
+                         " programmed (or could not be read): not the known stale copy",
+                         "set-timer-deadline-kept")
+    judged = deviation().judged(expected, seen)
+    return dataclasses.replace(judged, reason=f"{judged.reason}; {seen}")
 
 
 def classes_seen(run: TimerRun) -> str:

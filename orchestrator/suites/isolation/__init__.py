@@ -37,10 +37,9 @@ from collections.abc import Iterator
 
 from orchestrator import guest
 from orchestrator.errors import InfraError, tail
-from orchestrator.expect import DEVIATIONS
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.targets import CommandResult, Needs, Target
+from orchestrator.verdicts import DEVIATIONS, FAIL, KNOWN_DEVIATION, PASS, Case
 
 PROGRAM = "isolation"
 # what a hung first run is (see _run_once)
