@@ -123,6 +123,7 @@ def test_cases_per_source_and_control() -> None:
 
 
 def test_a_case_reruns_alone_and_prints_the_outcome_judge_gives() -> None:
+    assert Timer(TimerConfig()).needs().min_cpus == 1  # a one-CPU rig.yaml still loads
     script = Timer(TimerConfig()).command_for("timer/stimecmp/migrate")
     assert "--source migrate" in script and "--direct" in script
     assert f"{OUTCOME_MARK} kind=timer-deadlines lost=$l" in script

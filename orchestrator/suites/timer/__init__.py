@@ -54,11 +54,12 @@ _TWO_CPUS = ("signal", "migrate")
 
 @dataclasses.dataclass(frozen=True)
 class TimerConfig(SuiteConfig):
-    # what puts and loads the vCPU, one case each (none: only what the host does anyway)
-    sources: tuple[str, ...] = ("signal", "preempt", "migrate")
+    # what puts and loads the vCPU, one case each (none: only what the host does anyway);
+    # signal and migrate need a second host CPU (rig.yaml asks for all three)
+    sources: tuple[str, ...] = ("preempt",)
     # the control, under these sources: the same deadlines written to stimecmp by the
     # guest itself (never lost); [] for none
-    control: tuple[str, ...] = ("signal",)
+    control: tuple[str, ...] = ("preempt",)
     # deadlines per run, and the fresh VMs (rounds) they are split over
     deadlines: int = 500
     rounds: int = 5
