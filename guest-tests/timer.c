@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * timer: the guest (guest/timer.c) programs thousands of timer deadlines and
+ * timer: the guest (guest/timer.c) programs hundreds or thousands of timer deadlines and
  * checks each interrupt against `time`, while this program makes KVM put and
  * load the vCPU (kvm_arch_vcpu_put/kvm_arch_vcpu_load) the ways a real host
  * does, from a second thread:
  *
- *   signal   SIGUSR1 to the vCPU thread every --period-us: KVM_RUN returns
- *            EINTR (KVM_EXIT_INTR) and is called again
+ *   signal   SIGUSR1 to the vCPU thread after each --period-us sleep:
+ *            KVM_RUN returns EINTR (KVM_EXIT_INTR) and is called again
  *   preempt  a busy thread pinned on the vCPU thread's CPU: the scheduler
  *            switches between them at its ticks
- *   migrate  the vCPU thread's affinity moved to the next allowed CPU every
- *            --period-us, while it runs
+ *   migrate  the vCPU thread's affinity moved to the other CPU after each
+ *            --period-us sleep, while it runs
  *   none     nothing but what the host does anyway
  *
  *   timer [--source S] [--deadlines N] [--rounds R] [--period-us P] [--direct]

@@ -172,7 +172,7 @@ struct rig_latency {
 enum rig_timer_kind {
 	RIG_TIMER_FIRST = 0,		/* the first after reset (KVM's copy all ones) */
 	RIG_TIMER_SHORT = 1,		/* 100 us ahead */
-	RIG_TIMER_LONG = 2,		/* 2 ms ahead */
+	RIG_TIMER_LONG = 2,		/* 500 us ahead */
 	RIG_TIMER_REPLACED = 3,		/* 1 s ahead, then replaced by one 100 us ahead */
 	RIG_TIMER_N_KINDS
 };
