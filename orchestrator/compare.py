@@ -32,7 +32,7 @@ class Difference:
 def _differs(a: Case, b: Case) -> str | None:
     suite = registry().get(a.suite)
     why = suite.differs(a, b) if suite else None
-    if why is None and a.verdict != b.verdict:
+    if why is None and (suite.verdicts_differ(a, b) if suite else a.verdict != b.verdict):
         why = f"verdict {b.verdict} vs {a.verdict}"
     return why
 

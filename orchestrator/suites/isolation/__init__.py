@@ -167,6 +167,15 @@ class Isolation(Suite):
         if not 1 <= cfg.timeout <= 24 * 3600:
             fail("timeout", cfg.timeout, "seconds, from 1 to 86400")
 
+    @classmethod
+    def verdicts_differ(cls, a: Case, b: Case) -> bool:
+        """A check that passed on one kernel and on the other passed only on the rerun
+        of a hung first run does not tell the kernels apart: the hang is a chance event
+        (about one run in 40) on any kernel with the lost deadline; suite timer compares
+        that deterministically."""
+        return {a.verdict, b.verdict} != {PASS, KNOWN_DEVIATION} or LOST_DEADLINE not in (
+            a.rule, b.rule)
+
     def needs(self) -> Needs:
         return Needs(min_cpus=2 if self.cfg.migrate else 1)
 
