@@ -7,8 +7,8 @@
  *
  *   signal   SIGUSR1 to the vCPU thread after each --period-us sleep:
  *            KVM_RUN returns EINTR (KVM_EXIT_INTR) and is called again
- *   preempt  a busy thread pinned on the vCPU thread's CPU: the scheduler
- *            switches between them at its ticks
+ *   preempt  a real-time (SCHED_FIFO) thread on the vCPU thread's CPU
+ *            wakes after each --period-us sleep and preempts it
  *   migrate  the vCPU thread's affinity moved to the other CPU after each
  *            --period-us sleep, while it runs
  *   none     nothing but what the host does anyway
@@ -91,7 +91,7 @@ static void usage(FILE *f)
 		"  --source S          what puts and loads the vCPU (default none)\n"
 		"  --deadlines N       deadlines in all (default 2000)\n"
 		"  --rounds R          fresh VMs they are split over (default 1)\n"
-		"  --period-us P       signal/migrate: pause between events (default 1000)\n"
+		"  --period-us P       pause between events (default 1000)\n"
 		"  --direct            the guest writes stimecmp (needs Sstc)\n"
 		"  --max-loss-reports K  timer-loss lines per round at most (default 8)\n");
 }
@@ -162,25 +162,29 @@ static void pin_thread(pid_t tid, int cpu)
 }
 
 /*
- * preempt spins on the vCPU's CPU; signal and migrate sleep between events
- * on the other CPU, leaving it idle (a host without high-resolution timers
- * rounds the sleep up to its next tick).
+ * The thread sleeps between events (a host without high-resolution timers
+ * rounds the sleep up to its next tick). preempt runs on the vCPU's CPU as
+ * a real-time thread, so that each wakeup preempts the vCPU thread at once
+ * (a busy thread of the vCPU thread's own class took its turn only every
+ * few ticks); signal and migrate run on the other CPU.
  */
 static void *disturb(void *arg)
 {
 	struct disturber *d = arg;
 	struct timespec pause = { .tv_sec = (time_t)(d->period_ns / 1000000000u),
 				  .tv_nsec = (long)(d->period_ns % 1000000000u) };
+	struct sched_param fifo = { .sched_priority = 1 };
 	int at = 0;
 
 	pin_thread(0, d->cpus[d->source == SOURCE_PREEMPT ? 0 : 1]);
+	if (d->source == SOURCE_PREEMPT &&
+	    (errno = pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo)))
+		rig_die(errno, "--source preempt: SCHED_FIFO for its thread");
 	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
-		if (d->source == SOURCE_PREEMPT)
-			continue;
 		nanosleep(&pause, NULL);
 		if (d->source == SOURCE_SIGNAL) {
 			pthread_kill(d->vcpu_thread, SIGUSR1);
-		} else {
+		} else if (d->source == SOURCE_MIGRATE) {
 			at ^= 1;
 			pin_thread(d->vcpu_tid, d->cpus[at]);
 		}

@@ -23,6 +23,8 @@
 #define SHORT_DELTA		(100 * TICKS_PER_US)
 #define LONG_DELTA		(500 * TICKS_PER_US)
 #define REPLACED_DELTA		(1000000 * TICKS_PER_US)
+/* How many far deadlines a replaced one goes through before the near one. */
+#define REPLACED_STEPS		8
 /* Lateness that still counts as on time: the host may be busy for a tick. */
 #define ON_TIME_SLACK		(1000 * TICKS_PER_US)
 /*
@@ -96,6 +98,47 @@ static uint32_t kind_of(uint64_t index)
 	return rotation[(index - 1) % (sizeof(rotation) / sizeof(rotation[0]))];
 }
 
+static uint64_t loss_reports;		/* TIMER_LOSS reports sent */
+
+static void report_loss(const struct rig_params *p, struct rig_timer_loss *l)
+{
+	if (loss_reports++ < p->max_loss_reports) {
+		l->now = read_time();
+		RIG_REPORT(RIG_REPORT_TIMER_LOSS, l);
+	}
+}
+
+/*
+ * The far deadlines a replaced one goes through, each read back at once: a
+ * loss is reported right away (KVM's copy then still holds the stale
+ * value), with the class never (it never took effect). Returns whether one
+ * was lost; *last is the last one programmed.
+ */
+static int program_far(const struct rig_params *p, struct rig_timer *r,
+		       const struct rig_timer_loss *deadline, uint64_t *last)
+{
+	struct rig_timer_loss l = *deadline;
+	unsigned int step;
+	int lost = 0;
+
+	for (step = 0; step < REPLACED_STEPS; step++) {
+		l.requested = read_time() + REPLACED_DELTA + step;
+		program(p->timer_flags, l.requested);
+		if (!(p->timer_flags & RIG_TIMER_READBACK))
+			continue;
+		r->readbacks++;
+		l.readback = read_stimecmp();
+		if (l.readback == l.requested || lost)
+			continue;
+		lost = 1;
+		r->readback_mismatches++;
+		l.class = RIG_TIMER_NEVER;
+		report_loss(p, &l);
+	}
+	*last = l.requested;
+	return lost;
+}
+
 /* Programs deadline `index` of its kind, waits for it and classifies it. */
 static void one_deadline(const struct rig_params *p, struct rig_timer *r,
 			 struct rig_timer_loss *l, uint64_t index)
@@ -103,14 +146,13 @@ static void one_deadline(const struct rig_params *p, struct rig_timer *r,
 	uint32_t flags = p->timer_flags;
 	int readback = flags & RIG_TIMER_READBACK;
 	uint64_t delta = kind_of(index) == RIG_TIMER_LONG ? LONG_DELTA : SHORT_DELTA;
-	int mismatch = 0;
+	int lost_far = 0, mismatch = 0;
 
 	*l = (struct rig_timer_loss){ .index = index, .kind = kind_of(index) };
 	timer_fired = 0;
 	fired_at = 0;
 	if (l->kind == RIG_TIMER_REPLACED) {
-		l->replaced = read_time() + REPLACED_DELTA;
-		program(flags, l->replaced);
+		lost_far = program_far(p, r, l, &l->replaced);
 	}
 	l->set_at = read_time();
 	l->requested = l->set_at + delta;
@@ -142,12 +184,9 @@ static void one_deadline(const struct rig_params *p, struct rig_timer *r,
 		mismatch = 1;
 	else if (fired_at - l->requested > r->max_late)
 		r->max_late = fired_at - l->requested;
-	if (!mismatch)
-		return;
-	if (r->losses++ < p->max_loss_reports) {
-		l->now = read_time();
-		RIG_REPORT(RIG_REPORT_TIMER_LOSS, l);
-	}
+	r->losses += mismatch || lost_far;
+	if (mismatch)
+		report_loss(p, l);
 }
 
 void rig_main(uint64_t hartid, uint64_t arg1)
