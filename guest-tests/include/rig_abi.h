@@ -173,7 +173,7 @@ enum rig_timer_kind {
 	RIG_TIMER_FIRST = 0,		/* the first after reset (KVM's copy all ones) */
 	RIG_TIMER_SHORT = 1,		/* 100 us ahead */
 	RIG_TIMER_LONG = 2,		/* 500 us ahead */
-	RIG_TIMER_REPLACED = 3,		/* 1 s ahead, then replaced by one 100 us ahead */
+	RIG_TIMER_REPLACED = 3,		/* 8 about 1 s ahead in turn, then one 100 us ahead */
 	RIG_TIMER_N_KINDS
 };
 
@@ -191,7 +191,7 @@ struct rig_timer_loss {
 	uint32_t kind;			/* enum rig_timer_kind */
 	uint32_t class;			/* enum rig_timer_class */
 	uint64_t requested;		/* the deadline programmed (time units) */
-	uint64_t replaced;		/* REPLACED: the deadline it replaced, else 0 */
+	uint64_t replaced;		/* REPLACED: the far deadline it replaced, else 0 */
 	uint64_t set_at;		/* time when it was programmed */
 	uint64_t readback;		/* stimecmp right after; with READBACK only */
 	uint64_t fired_at;		/* time of the interrupt, 0 if none */

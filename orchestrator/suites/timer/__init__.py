@@ -4,9 +4,9 @@ The guest programs `deadlines` deadlines in turn (the first after reset,
 short, long, and one replaced before it fires) and checks each interrupt
 against `time`; the timer program (guest-tests/) meanwhile makes KVM put and
 load the vCPU from a second thread: signals to the vCPU thread (KVM_EXIT_INTR,
-then KVM_RUN again), a busy thread on its CPU (preemption), or moves between
-CPUs (migration). `rounds` fresh VMs share the deadlines, so each round's
-first one is the first after a reset.
+then KVM_RUN again), a real-time thread on its CPU woken every tick
+(preemption), or moves between CPUs (migration). `rounds` fresh VMs share
+the deadlines, so each round's first one is the first after a reset.
 
 On a host with Sstc, KVM 6.12 loses a deadline set with SBI set_timer when
 the put/load falls between the call and the next guest entry: the named
