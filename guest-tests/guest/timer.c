@@ -24,7 +24,7 @@
 #define LONG_DELTA		(500 * TICKS_PER_US)
 #define REPLACED_DELTA		(1000000 * TICKS_PER_US)
 /* How many far deadlines a replaced one goes through before the near one. */
-#define REPLACED_STEPS		8
+#define REPLACED_STEPS		32
 /* Lateness that still counts as on time: the host may be busy for a tick. */
 #define ON_TIME_SLACK		(1000 * TICKS_PER_US)
 /*

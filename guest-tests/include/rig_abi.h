@@ -173,7 +173,7 @@ enum rig_timer_kind {
 	RIG_TIMER_FIRST = 0,		/* the first after reset (KVM's copy all ones) */
 	RIG_TIMER_SHORT = 1,		/* 100 us ahead */
 	RIG_TIMER_LONG = 2,		/* 500 us ahead */
-	RIG_TIMER_REPLACED = 3,		/* 8 about 1 s ahead in turn, then one 100 us ahead */
+	RIG_TIMER_REPLACED = 3,		/* 32 about 1 s ahead in turn, then one 100 us ahead */
 	RIG_TIMER_N_KINDS
 };
 
