@@ -72,7 +72,7 @@ struct disturber {
 	pid_t vcpu_tid;
 	int cpus[2];			/* the vCPU's CPU, and another one */
 	atomic_bool stop;
-	uint64_t events;		/* signals sent or affinity moves made */
+	atomic_uint_fast64_t events;	/* signals sent, affinity moves, wakeups */
 };
 
 /* Summed over the rounds. */
@@ -151,6 +151,14 @@ static void parse_args(struct options *o, int argc, char **argv)
 
 /* ---- the second thread ---------------------------------------------- */
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void pin_thread(pid_t tid, int cpu)
 {
 	cpu_set_t one;
@@ -188,7 +196,7 @@ static void *disturb(void *arg)
 			at ^= 1;
 			pin_thread(d->vcpu_tid, d->cpus[at]);
 		}
-		d->events++;
+		atomic_fetch_add(&d->events, 1);
 	}
 	return NULL;
 }
@@ -335,7 +343,7 @@ static void print_timer(const struct options *o, const struct totals *t,
 	json_u64(&j, "loss_lines", t->loss_lines);
 	json_u64(&j, "kvm_runs", t->kvm_runs);
 	json_u64(&j, "intr_exits", t->intr_exits);
-	json_u64(&j, "source_events", d->events);
+	json_u64(&j, "source_events", atomic_load(&d->events));
 	json_u64(&j, "voluntary_switches", voluntary);
 	json_u64(&j, "involuntary_switches", involuntary);
 	json_end(&j);
@@ -411,7 +419,7 @@ static int run_round(const struct options *o, struct totals *t, uint64_t round)
 int main(int argc, char **argv)
 {
 	struct disturber dist = { .cpus = { -1, -1 } };
-	uint64_t vol0, invol0, vol1, invol1, round;
+	uint64_t vol0, invol0, vol1, invol1, round, start;
 	struct totals totals = { 0 };
 	struct sigaction sa;
 	struct options o;
@@ -452,6 +460,14 @@ int main(int argc, char **argv)
 	context_switches(&vol0, &invol0);
 	if (o.source != SOURCE_NONE && (errno = pthread_create(&thread, NULL, disturb, &dist)))
 		rig_die(errno, "pthread_create");
+	/*
+	 * The guest starts once the source is at work: on a host starved of
+	 * CPU time the thread's first wakeup may come late. Bounded: without
+	 * one in 10 s the run goes on and its summary shows no events.
+	 */
+	for (start = now_ns(); o.source != SOURCE_NONE && !atomic_load(&dist.events) &&
+	     now_ns() - start < 10000000000u;)
+		sched_yield();
 	for (round = 0; round < o.rounds && status == RIG_EXIT_DONE; round++)
 		status = run_round(&o, &totals, round);
 	atomic_store(&dist.stop, true);
