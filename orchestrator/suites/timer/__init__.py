@@ -17,10 +17,10 @@ keeps every deadline passes; a loss that KVM's compare register does not
 explain is a failure.
 
 Per case one run. With rig.yaml's settings (500 deadlines over 5 rounds; the
-signal and migrate threads sleep a host tick between events) Linux 6.12 lost
-about 105 (signal), 50 (migrate) and 30 (preempt) deadlines per 1000, at least
-2 in any run of 20 on each default kernel, and the suite took 8-24 s per
-kernel on a loaded 2-core machine (docs/timer-deadline.md).
+source's thread sleeps a host tick between events) Linux 6.12 lost about 170
+(signal), 130 (preempt) and 90 (migrate) deadlines per 1000, at least 11 in
+any of 20 runs on each default kernel, and the suite took a median of 10 s
+per kernel on a loaded 2-core machine (docs/timer-deadline.md).
 
 Case ids: timer/<set_timer|stimecmp>/<source>
 """
