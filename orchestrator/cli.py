@@ -363,6 +363,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    with store.Store(store.path_for(rig.results_dir)) as db:
+        for run_id in args.runs:
+            stored = db.forget(run_id)
+            print(f"{run_id}: forgotten (its directory {stored.dir} is left as it is)")
+    return EXIT_OK
+
+
 def cmd_trend(args: argparse.Namespace) -> int:
     rig = _load(args)
     with store.Store(store.path_for(rig.results_dir)) as db:
@@ -506,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
                    help="a run directory, or a results directory holding runs")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("forget", help="remove runs from the results store (not their"
+                                      " directories)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a stored run id")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("trend", help="each measurement per kernel over the last runs")
     p.add_argument("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)")

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
+from orchestrator import validate
+from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE, BadInput
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"results-v{SCHEMA_VERSION}.json"
@@ -163,23 +164,41 @@ def results_json(run_id: str, cases: list[Case]) -> str:
     return json.dumps(payload, indent=1) + "\n"
 
 
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "manifest-v1.json"
+CASE_SCHEMA = f"{SCHEMA_PATH.name}#/$defs/case"
+
+
 def load_cases(run_dir: Path) -> list[Case]:
     """A run's cases: results.json, or the .jsonl a run that died left behind
-    (a torn last line, from a kill -9 or a full disk, is skipped)."""
+    (a torn last line, from a kill -9 or a full disk, is skipped). A run
+    directory is foreign input: BadInput names the file and field of anything
+    its schema does not allow."""
     done, lines = run_dir / "results.json", run_dir / "results.jsonl"
-    if done.is_file():
-        data = json.loads(done.read_text())
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{done}: schema_version {data.get('schema_version')!r},"
-                             f" this rig reads {SCHEMA_VERSION}")
+    if done.exists() or not lines.exists():
+        validate.inside(run_dir, done, str(done))
+        data = validate.load_json(done, SCHEMA_PATH.name)
         return [Case.from_json(c) for c in data["cases"]]
+    validate.inside(run_dir, lines, str(lines))
     cases = []
-    for line in lines.read_text().splitlines():
+    text = validate.read_text(lines).splitlines()
+    for number, line in enumerate(text, 1):
         try:
-            cases.append(Case.from_json(json.loads(line)))
-        except ValueError:  # the line being written when the run was killed
-            continue
+            data = validate.parse_json(line, f"{lines} line {number}")
+        except BadInput:
+            if number == len(text):  # the line being written when the run was killed
+                continue
+            raise
+        cases.append(Case.from_json(validate.check(
+            data, CASE_SCHEMA, f"{lines} line {number}")))
     return cases
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    """A run's manifest.json, checked against its schema."""
+    path = run_dir / MANIFEST
+    validate.inside(run_dir, path, str(path))
+    return validate.load_json(path, MANIFEST_SCHEMA)
 
 
 def exit_code(cases: list[Case]) -> int:

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import validate
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case, exit_code, load_cases
+from orchestrator.results import MANIFEST, Case, exit_code, load_cases, load_manifest
 
 STORE_NAME = "rig.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -165,9 +166,25 @@ class Store:
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
+                self._check()
                 migrate(self.db, upto, str(path))
             except sqlite3.DatabaseError as exc:
-                raise InfraError(f"{path}: results store unusable: {exc}") from None
+                raise self._damaged(str(exc)) from None
+
+    def _check(self) -> None:
+        """The store is foreign input too (a disk, a copy, a hand may have damaged
+        it): quick_check reads every page, so damage is found on open, before a
+        figure is read from it or a run written into it."""
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check(1)")]
+        if problems != ["ok"]:
+            raise self._damaged(problems[0] if problems else "no answer to quick_check")
+
+    def _damaged(self, problem: str) -> BadInput:
+        aside = self.path.with_name(self.path.name + ".damaged")
+        return BadInput(f"{self.path}: the results store is damaged ({problem.splitlines()[0]});"
+                        f" the run directories hold every result: move it aside (mv {self.path}"
+                        f" {aside}) and rebuild it with 'orchestrator import"
+                        f" {self.path.parent}'")
 
     def close(self) -> None:
         self.db.close()
@@ -187,14 +204,22 @@ class Store:
     def add_run(self, run_dir: Path, cases: list[Case], manifest: dict[str, Any],
                 code: int | None, recorded: float | None = None,
                 host: str | None = None) -> bool:
-        """Store one run (replacing an earlier copy of it); False if it was there unchanged."""
-        run_id = run_dir.name
+        """Store one run (replacing an earlier copy of it from the same directory); False
+        if it was there unchanged. A run id stored from another directory is refused:
+        two runs under one id would be one run mixing both."""
+        run_id = validate.name(run_dir.name, f"{run_dir}: run id")
+        where = self._relative(run_dir)
         partial = bool(manifest.get("only")) or "--only" in manifest.get("reproduce", "")
         payload = json.dumps(manifest, sort_keys=True)
         qemu = manifest.get("qemu", {}).get("version")
         with _transaction(self.db):
             row = self.db.execute("SELECT id, manifest, (SELECT count(*) FROM cases WHERE run"
-                                  " = runs.id) FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                                  " = runs.id), dir FROM runs WHERE run_id = ?",
+                                  (run_id,)).fetchone()
+            if row and row[3] != where:
+                raise BadInput(f"{run_dir}: run id {run_id} is already stored from"
+                               f" {self.path.parent / row[3]}; to store this one instead:"
+                               f" orchestrator forget {run_id}")
             if row and row[1] == payload and row[2] == len(cases):
                 return False
             if row:
@@ -202,7 +227,7 @@ class Store:
             cursor = self.db.execute(
                 "INSERT INTO runs (run_id, dir, recorded, partial, exit_code, rig_version,"
                 " qemu_version, host, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, self._relative(run_dir), recorded or time.time(), partial, code,
+                (run_id, where, recorded or time.time(), partial, code,
                  manifest.get("rig_version"), qemu, host or manifest.get("host"), payload))
             run = cursor.lastrowid
             for name, k in manifest.get("kernels", {}).items():
@@ -228,15 +253,20 @@ class Store:
 
     def import_dir(self, run_dir: Path) -> bool:
         """Store a run directory as written by `orchestrator run`; False if already stored."""
-        try:
-            cases = load_cases(run_dir)
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{run_dir}: not a run directory of results schema v1 ({exc})"
-                           ) from None
+        validate.name(run_dir.name, f"{run_dir}: run id")
+        cases, manifest = load_cases(run_dir), load_manifest(run_dir)
         # the run's own time: its manifest, written as it went
-        recorded = (run_dir / "manifest.json").stat().st_mtime
+        recorded = (run_dir / MANIFEST).stat().st_mtime
         return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded)
+
+    def forget(self, run_id: str) -> StoredRun:
+        """Remove a stored run (its run directory is left alone)."""
+        with _transaction(self.db):
+            stored = self.run(run_id)
+            if stored is None:
+                raise BadInput(f"{self.path}: no run {validate.shown(run_id)} stored")
+            self.db.execute("DELETE FROM runs WHERE id = ?", (stored.id,))
+        return stored
 
     # -- reading ------------------------------------------------------------------
 
