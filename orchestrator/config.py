@@ -20,6 +20,7 @@ from typing import Any, Union
 
 import yaml
 
+from orchestrator import validate
 from orchestrator.errors import BadInput
 from orchestrator.suites import SuiteConfig, registry
 
@@ -229,10 +230,7 @@ class _Reader:
 
     def fail(self, where: str, value: Any, expected: str) -> typing.NoReturn:
         where = _CONTROL.sub(lambda m: repr(m.group())[1:-1], where)  # keys are user text
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:60] + f"... ({len(shown)} characters)"
-        raise BadInput(f"{self.path}: {where}: got {shown}, expected {expected}")
+        raise BadInput(f"{self.path}: {where}: got {validate.shown(value)}, expected {expected}")
 
     def mapping(self, where: str, value: Any, allowed: typing.Iterable[str]) -> dict:
         if not isinstance(value, dict):
@@ -427,20 +425,34 @@ def read_yaml(path: Path) -> Any:
         raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
 
 
+def _suite_config(reader: _Reader, name: str, value: Any) -> SuiteConfig:
+    cls = registry()[name]
+    where = f"suites.{name}"
+    cfg = reader.dataclass(where, value, cls.Config)
+
+    def fail(key: str, found: Any, expected: str) -> typing.NoReturn:
+        reader.fail(f"{where}.{key}", found, expected)
+
+    cls.validate(cfg, fail)
+    return cfg
+
+
 def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
     suites = registry()
     raw = reader.mapping("suites", value or {}, suites)
-    configs = {}
-    for name, cls in suites.items():
-        where = f"suites.{name}"
-        cfg = reader.dataclass(where, raw.get(name), cls.Config)
+    return {name: _suite_config(reader, name, raw.get(name)) for name in suites}
 
-        def fail(key: str, found: Any, expected: str, where: str = where) -> typing.NoReturn:
-            reader.fail(f"{where}.{key}", found, expected)
 
-        cls.validate(cfg, fail)
-        configs[name] = cfg
-    return configs
+def saved_suite_config(path: Path, name: str, saved: Any) -> SuiteConfig:
+    """A suite's configuration as a run or an export saved it (manifest.json,
+    plan.json: foreign input), checked by the rules rig.yaml's is checked by.
+    Keys this rig does not know (a run of another version) are left out."""
+    if name not in registry():
+        raise BadInput(f"{path}: suites: no suite {validate.shown(name)} in this rig")
+    if isinstance(saved, dict):
+        known = {f.name for f in dataclasses.fields(registry()[name].Config)}
+        saved = {k: v for k, v in saved.items() if k in known}
+    return _suite_config(_Reader(path), name, saved)
 
 
 @dataclass(frozen=True)

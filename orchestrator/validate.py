@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,16 +40,16 @@ def is_name(value: object) -> bool:
     return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
+_SHORT = reprlib.Repr()  # attributes, not arguments: Python 3.11
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 3, 6, 6
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = SHOWN, 40, SHOWN
+
+
 def shown(value: object) -> str:
     """A foreign value as an error line quotes it: short, one line, no control
-    characters. The repr is never built whole (it may be huge)."""
-    if isinstance(value, str):
-        text = repr(value[:SHOWN]) + ("..." if len(value) > SHOWN else "")
-    elif isinstance(value, dict | list):
-        text = f"a {'mapping' if isinstance(value, dict) else 'list'} of {len(value)}"
-    else:
-        text = repr(value)[:SHOWN]
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    characters. Never built from the whole repr (it may be huge)."""
+    text = _SHORT.repr(value)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:2 * SHOWN]
 
 
 def name(value: object, where: str) -> str:
