@@ -174,6 +174,7 @@ def load_cases(run_dir: Path) -> list[Case]:
     (a torn last line, from a kill -9 or a full disk, is skipped). A run
     directory is foreign input: BadInput names the file and field of anything
     its schema does not allow."""
+    validate.name(run_dir.resolve().name, f"{run_dir}: the run id (the directory's name)")
     done, lines = run_dir / "results.json", run_dir / "results.jsonl"
     if done.exists() or not lines.exists():
         validate.inside(run_dir, done, str(done))

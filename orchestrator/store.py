@@ -253,7 +253,7 @@ class Store:
 
     def import_dir(self, run_dir: Path) -> bool:
         """Store a run directory as written by `orchestrator run`; False if already stored."""
-        validate.name(run_dir.name, f"{run_dir}: run id")
+        run_dir = run_dir.resolve()
         cases, manifest = load_cases(run_dir), load_manifest(run_dir)
         # the run's own time: its manifest, written as it went
         recorded = (run_dir / MANIFEST).stat().st_mtime

@@ -1,0 +1,86 @@
+"""Foreign inputs never execute, escape or corrupt: the crafted corpus
+(tests/foreign/corpus.py), each entry answered with exit 2 and one line, and
+the well-formed inputs it is crafted from still accepted."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator import store
+from tests.foreign.corpus import CORPUS, GOOD_ID, KERNEL, RUN_ID, Crafted, Lab, check
+
+
+def test_the_corpus_covers_every_command() -> None:
+    assert {c.command for c in CORPUS} >= {"import", "reproduce", "trend"}
+    assert len({c.name for c in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[c.name for c in CORPUS])
+def test_crafted_input_is_one_line_and_exit_2(entry: Crafted, tmp_path: Path) -> None:
+    finding = check(entry, tmp_path / "lab")
+    assert finding.ok, f"{finding.line}: {'; '.join(finding.problems)}"
+
+
+def test_well_formed_run_imports_then_is_idempotent_then_forgotten(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    run = lab.run_dir()
+    first = lab.orchestrator("import", str(run))
+    assert (first.code, first.out) == (0, f"{RUN_ID}: imported\n"), first.err
+    again = lab.orchestrator("import", str(run))
+    assert (again.code, again.out) == (0, f"{RUN_ID}: already stored\n"), again.err
+    trend = lab.orchestrator("trend")
+    assert trend.code == 0 and f"{KERNEL} latency/sbi-in-kernel" in trend.out
+    gone = lab.orchestrator("forget", RUN_ID)
+    assert gone.code == 0 and lab.stored() == {}
+    missing = lab.orchestrator("forget", RUN_ID)
+    assert missing.code == 2 and f"no run '{RUN_ID}' stored" in missing.err
+
+
+def test_forget_lets_a_run_id_be_stored_from_elsewhere(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    assert lab.orchestrator("import", str(lab.run_dir())).code == 0
+    other = lab.run_dir(parent=tmp_path / "elsewhere",
+                        results={"schema_version": 1, "run_id": RUN_ID,
+                                 "cases": lab.cases()[:1]})
+    assert lab.orchestrator("import", str(other)).code == 2
+    assert lab.stored() == {RUN_ID: 2}
+    assert lab.orchestrator("forget", RUN_ID).code == 0
+    assert lab.orchestrator("import", str(other)).code == 0
+    assert lab.stored() == {RUN_ID: 1}
+
+
+def test_damaged_store_is_found_on_open_and_rebuilt_as_it_says(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    entry = next(c for c in CORPUS if c.command == "trend")
+    entry.craft(lab)
+    answer = lab.orchestrator("trend")
+    assert answer.code == 2
+    path = store.path_for(lab.results)
+    assert f"mv {path} {path}.damaged" in answer.err
+    path.rename(path.with_name(path.name + ".damaged"))
+    rebuilt = lab.orchestrator("import", str(lab.results))
+    assert rebuilt.code == 0 and f"{GOOD_ID}: imported" in rebuilt.out
+    assert lab.orchestrator("trend").code == 0
+
+
+def test_bundle_of_a_well_formed_run_reruns_with_a_stand_in_qemu(tmp_path: Path) -> None:
+    """The bundle's run.sh is valid sh, quotes what it took from the run, and
+    compares the outcome a (stand-in) QEMU prints with the recorded one."""
+    lab = Lab(tmp_path)
+    made = lab.orchestrator("reproduce", "kvm-host/dev-kvm", "--run", str(lab.run_dir()))
+    assert made.code == 0, made.err
+    bundle = lab.results / f"reproduce-{KERNEL}-kvm-host_dev-kvm"
+    run_sh = bundle / "run.sh"
+    assert subprocess.run(["sh", "-n", str(run_sh)]).returncode == 0
+    assert f"kernel={KERNEL}\n" in run_sh.read_text()
+    qemu = tmp_path / "qemu"
+    qemu.write_text("#!/bin/sh\necho 'RIG-OUTCOME kind=dev-kvm present=true'\n")
+    qemu.chmod(0o755)
+    rerun = subprocess.run([str(run_sh)], env={"QEMU": str(qemu), "PATH": "/usr/bin:/bin"},
+                           capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"case: {KERNEL} kvm-host/dev-kvm" in rerun.stdout
+    assert "same outcome as the run" in rerun.stdout
