@@ -22,6 +22,7 @@ import os
 import shlex
 import sqlite3
 import stat
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,10 @@ def check(entry: Crafted, root: Path) -> Finding:
         problems.append(f"{len(lines)} error lines: {answer.err[:300]!r}")
     elif entry.expected not in lines[0] or len(lines[0]) > 600:
         problems.append(f"the line does not say {entry.expected!r}")
+    for script in root.rglob("run.sh"):  # a bundle was written: what would it run?
+        subprocess.run(["sh", str(script)], env={"QEMU": "true", "PATH": os.environ["PATH"],
+                                                 "TIMEOUT": "5"},
+                       capture_output=True, timeout=60, cwd=root)
     if any(p.name == CANARY for p in [*root.rglob("*"), Path.cwd() / CANARY] if p.exists()):
         problems.append("the canary was created: foreign text ran as a command")
     after_files = lab.files_outside(lab.results)
@@ -222,6 +227,12 @@ def _edit_case(key: str, value: Any, index: int = 0) -> Callable[[Lab], dict]:
         cases[index] = {**cases[index], key: value}
         return {"schema_version": 1, "run_id": RUN_ID, "cases": cases}
     return results
+
+
+def _renamed(lab: Lab, kernel: str) -> tuple[dict, dict]:
+    """results.json and manifest.json of a run whose kernel is called `kernel`."""
+    return ({"schema_version": 1, "run_id": RUN_ID, "cases": lab.cases(kernel)},
+            lab.manifest(kernel))
 
 
 def _import(**run: Any) -> Callable[[Lab], list[str]]:
@@ -296,10 +307,12 @@ CORPUS: list[Crafted] = [
             _reproduce(results=lambda lab: _edit_case("verdict", lab.payload("subst"))(lab)),
             "results.json: cases[0].verdict: got '$(touch"),
     Crafted("kernel with backticks", "reproduce",
-            _reproduce(results=lambda lab: _edit_case("kernel", lab.payload("backtick"))(lab)),
+            _reproduce(results=lambda lab: _renamed(lab, lab.payload("backtick"))[0],
+                       manifest=lambda lab: _renamed(lab, lab.payload("backtick"))[1]),
             "results.json: cases[0].kernel: got '`touch"),
     Crafted("kernel climbing out", "reproduce",
-            _reproduce(results=_edit_case("kernel", "x/../../..")),
+            _reproduce(results=lambda lab: _renamed(lab, "x/../../..")[0],
+                       manifest=lambda lab: _renamed(lab, "x/../../..")[1]),
             "cases[0].kernel: got 'x/../../..', expected a name"),
     Crafted("run directory named $(...)", "reproduce",
             lambda lab: ["reproduce", "kvm-host/dev-kvm", "--run",
