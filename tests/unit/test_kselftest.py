@@ -254,5 +254,5 @@ def test_sub_case_ids_are_one_bounded_line_whatever_the_program_prints():
     output = ("KTAP version 1\n1..2\nok 1 a\x1b[31mred\x00\n"
               f"ok 2 {'x' * 5000}\n")
     found = kselftest_kvm._subresults("kselftest-kvm/t", "t", output)
-    assert [f[0] for f in found] == ["kselftest-kvm/t/a_[31mred",
+    assert [f[0] for f in found] == ["kselftest-kvm/t/a_[31mred_",
                                      "kselftest-kvm/t/" + "x" * kselftest_kvm.SUB_ID_MAX]
