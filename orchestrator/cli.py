@@ -578,8 +578,11 @@ def main(argv: list[str] | None = None) -> int:
               + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         return EXIT_INFRA
     except Exception as exc:  # a bug of the rig: never read as a test failure
-        log = Path(tempfile.gettempdir()) / f"orchestrator-crash-{os.getpid()}.log"
-        log.write_text(traceback.format_exc())
+        # mkstemp: a name no other user can guess and plant a link at beforehand
+        handle, name = tempfile.mkstemp(prefix="orchestrator-crash-", suffix=".log")
+        with os.fdopen(handle, "w") as sink:
+            sink.write(traceback.format_exc())
+        log = Path(name)
         print(f"orchestrator: internal error: {type(exc).__name__}: {str(exc)[:200]}"
               f" (traceback in {log})", file=sys.stderr)
         return EXIT_INFRA

@@ -25,6 +25,10 @@ _STATUS = {PASS: "pass", FAIL: "fail", ERROR: "fail"}
 def split_url(url: str) -> tuple[str, str]:
     """(server URL, 'GROUP/PROJECT') from a project URL."""
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # never echoed: the URL may hold a password, and error lines end up in CI logs
+        raise BadInput(f"--squad: the URL holds credentials (USER:PASSWORD@); give"
+                       f" http(s)://HOST/GROUP/PROJECT and the token in ${TOKEN_ENV}")
     path = [p for p in parts.path.split("/") if p]
     if parts.scheme not in ("http", "https") or not parts.netloc or len(path) < 2:
         raise BadInput(f"--squad {url}: expected a project URL, http(s)://HOST/GROUP/PROJECT")

@@ -84,3 +84,24 @@ def test_bundle_of_a_well_formed_run_reruns_with_a_stand_in_qemu(tmp_path: Path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"case: {KERNEL} kvm-host/dev-kvm" in rerun.stdout
     assert "same outcome as the run" in rerun.stdout
+
+
+def test_an_internal_error_leaves_its_traceback_in_a_private_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The crash log's name is not guessable (another user could plant a link there)."""
+    from orchestrator import cli
+
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setattr(cli, "cmd_trend", broken)  # build_parser binds it when main runs
+    planted = tmp_path / f"orchestrator-crash-{__import__('os').getpid()}.log"
+    planted.symlink_to(tmp_path / "victim")
+    assert cli.main(["trend"]) == 3
+    err = capsys.readouterr().err
+    log = Path(err.split("(traceback in ")[1].rstrip(")\n"))
+    assert log.parent == tmp_path and log != planted and "RuntimeError: a bug" in log.read_text()
+    assert not (tmp_path / "victim").exists() and log.stat().st_mode & 0o077 == 0
+

@@ -127,6 +127,12 @@ def test_outcome_line_is_what_host_scripts_print() -> None:
         "kept=true kind=guest-scounteren")
 
 
+def test_squad_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(BadInput, match="holds credentials") as refused:
+        squad.split_url("https://me:hunter2@squad.example.org/lkft/rig")
+    assert "hunter2" not in refused.value.message
+
+
 def test_squad_url_and_payload() -> None:
     assert squad.split_url("https://squad.example.org/lkft/rig") == (
         "https://squad.example.org/", "lkft/rig")
