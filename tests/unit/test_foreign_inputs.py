@@ -4,10 +4,15 @@ the well-formed inputs it is crafted from still accepted."""
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from orchestrator import store
 from tests.foreign.corpus import CORPUS, GOOD_ID, KERNEL, RUN_ID, Crafted, Lab, check
@@ -105,3 +110,57 @@ def test_an_internal_error_leaves_its_traceback_in_a_private_file(
     assert log.parent == tmp_path and log != planted and "RuntimeError: a bug" in log.read_text()
     assert not (tmp_path / "victim").exists() and log.stat().st_mode & 0o077 == 0
 
+
+
+# -- any run directory: imported whole, or exit 2 with one line; never a crash ------
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
+
+
+def _mutated(doc: object, steps: list[int], value: object) -> object:
+    """doc with the node a walk of `steps` reaches replaced by value."""
+    if not steps or not isinstance(doc, dict | list) or not doc:
+        return value
+    copied = copy.copy(doc)
+    keys = list(copied) if isinstance(copied, dict) else list(range(len(copied)))
+    key = keys[steps[0] % len(keys)]
+    copied[key] = _mutated(copied[key], steps[1:], value)
+    return copied
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return Lab(tmp_path_factory.mktemp("lab"))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["results", "manifest"]),
+       steps=st.lists(st.integers(min_value=0, max_value=50), max_size=5), value=json_values)
+def test_any_run_directory_is_imported_or_bad_input(lab: Lab, which: str, steps: list[int],
+                                                    value: object) -> None:
+    run_id = f"h{next(_serial)}"
+    docs = {"results": {"schema_version": 1, "run_id": run_id, "cases": lab.cases()},
+            "manifest": lab.manifest()}
+    docs[which] = _mutated(docs[which], steps, value)
+    before = lab.stored()
+    run = lab.run_dir(run_id, raw_results=json.dumps(docs["results"]),
+                      raw_manifest=json.dumps(docs["manifest"]))
+    answer = lab.orchestrator("import", str(run))
+    event(f"exit {answer.code}")
+    if answer.code == 0:
+        assert answer.out == f"{run_id}: imported\n" and lab.stored()[run_id] >= 0
+        assert lab.orchestrator("trend").code == 0
+    else:
+        assert answer.code == 2, answer.err
+        lines = answer.err.splitlines()
+        assert len(lines) == 1 and f"{run}/" in lines[0] and len(lines[0]) < 600, answer.err
+        assert lab.stored() == before
+
+
+_serial = itertools.count()
