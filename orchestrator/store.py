@@ -175,13 +175,14 @@ class Store:
         """The store is foreign input too (a disk, a copy, a hand may have damaged
         it): quick_check reads every page, so damage is found on open, before a
         figure is read from it or a run written into it."""
-        problems = [r[0] for r in self.db.execute("PRAGMA quick_check(1)")]
-        if problems != ["ok"]:
-            raise self._damaged(problems[0] if problems else "no answer to quick_check")
+        answer = "\n".join(r[0] for r in self.db.execute("PRAGMA quick_check(1)"))
+        if answer != "ok":  # the first problem, past a "*** in database main ***" header
+            said = [line for line in answer.splitlines() if not line.startswith("***")]
+            raise self._damaged(said[0] if said else answer or "no answer to quick_check")
 
     def _damaged(self, problem: str) -> BadInput:
         aside = self.path.with_name(self.path.name + ".damaged")
-        return BadInput(f"{self.path}: the results store is damaged ({problem.splitlines()[0]});"
+        return BadInput(f"{self.path}: the results store is damaged ({problem});"
                         f" the run directories hold every result: move it aside (mv {self.path}"
                         f" {aside}) and rebuild it with 'orchestrator import"
                         f" {self.path.parent}'")
