@@ -532,6 +532,32 @@ def _targets(reader: _Reader, value: Any) -> dict[str, SshTarget]:
     return targets
 
 
+def _qemu(reader: _Reader, where: str, value: Any) -> QemuConfig:
+    qemu = reader.dataclass(where, value, QemuConfig)
+    if not 1 <= qemu.smp <= MAX_SMP:
+        reader.fail(f"{where}.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
+    if qemu.tcg_thread not in (None, *TCG_THREADS):
+        reader.fail(f"{where}.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
+    for key in ("machine", "cpu", "icount"):
+        if getattr(qemu, key) is not None and not QEMU_WORD.fullmatch(getattr(qemu, key)):
+            reader.fail(f"{where}.{key}", getattr(qemu, key),
+                        "one word of letters, digits and ',=._+-' (a QEMU option value)")
+    for key in ("binary", "append"):
+        if _CONTROL.search(getattr(qemu, key)):
+            reader.fail(f"{where}.{key}", getattr(qemu, key), "one line of text")
+    if not _MEMORY.fullmatch(qemu.memory) or not (
+            MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
+        reader.fail(f"{where}.memory", qemu.memory,
+                    f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
+    return qemu
+
+
+def saved_qemu_config(path: Path, where: str, saved: Any) -> QemuConfig:
+    """A machine as an export saved it (plan.json: foreign input), checked by the
+    rules of rig.yaml's qemu:."""
+    return _qemu(_Reader(path), where, saved)
+
+
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
     its `results_dir`, else results_dir, else ./results."""
@@ -541,22 +567,7 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     top = reader.mapping("(top level)", doc,
                          ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
                           "targets", "cache_dir", "results_dir"])
-    qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
-    if not 1 <= qemu.smp <= MAX_SMP:
-        reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
-    if qemu.tcg_thread not in (None, *TCG_THREADS):
-        reader.fail("qemu.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
-    for key in ("machine", "cpu", "icount"):
-        if getattr(qemu, key) is not None and not QEMU_WORD.fullmatch(getattr(qemu, key)):
-            reader.fail(f"qemu.{key}", getattr(qemu, key),
-                        "one word of letters, digits and ',=._+-' (a QEMU option value)")
-    for key in ("binary", "append"):
-        if _CONTROL.search(getattr(qemu, key)):
-            reader.fail(f"qemu.{key}", getattr(qemu, key), "one line of text")
-    if not _MEMORY.fullmatch(qemu.memory) or not (
-            MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
-        reader.fail("qemu.memory", qemu.memory,
-                    f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
+    qemu = _qemu(reader, "qemu", top.get("qemu"))
     timeouts = reader.dataclass("timeouts", top.get("timeouts"), TimeoutsConfig)
     for key in ("build", "boot", "command", "job"):
         seconds = getattr(timeouts, key)

@@ -48,8 +48,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from orchestrator import __version__, compare, guest, image, kernel, report, store
-from orchestrator.config import KernelSpec, QemuConfig, RigConfig
+from orchestrator import __version__, compare, guest, image, kernel, report, store, validate
+from orchestrator.config import (
+    KernelSpec,
+    QemuConfig,
+    RigConfig,
+    saved_qemu_config,
+    saved_suite_config,
+)
 from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.plan import make
 from orchestrator.results import DIFFERS, FAIL, SKIP, Case, RunRecord
@@ -63,7 +69,10 @@ PLAN_FILE = "plan.json"
 DEVICE_FILE = "device/qemu-riscv64.yaml"
 SCRIPT_DIR = "rig-lava"
 CASE_PATTERN = r"RIG-CASE (?P<test_case_id>\S+) (?P<result>pass|fail)"
-_CMD_END = re.compile(r"RIG-CMD-END (\d+) (\d+) ([\d.]+) ([\d.]+) (\w+)$")
+_CMD_END = re.compile(r"RIG-CMD-END (\d{1,9}) (\d{1,9}) (\d{1,12}(?:\.\d{1,9})?)"
+                      r" (\d{1,12}(?:\.\d{1,9})?) (done|timeout)\s*\Z")
+PLAN_SCHEMA = "lava-plan-v1.json"
+MAX_LOG_BYTES = 1 << 30  # a day of console output is far below
 # LAVA's log: one flow mapping per line; lavacli's raw log prefixes each with "- ".
 # Console lines are "target" (or "feedback"); LAVA escaped their double quotes.
 CONSOLE_LEVELS = ("target", "feedback")
@@ -132,8 +141,9 @@ class Boot:
                 "suites": self.suites, "commands": [c.to_json() for c in self.commands]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Boot:
-        return cls(data["index"], data["group"], QemuConfig(**data["qemu"]), data["suites"],
+    def from_json(cls, data: dict[str, Any], qemu: QemuConfig) -> Boot:
+        """A boot of plan.json (checked against its schema); qemu: its machine, checked."""
+        return cls(data["index"], data["group"], qemu, data["suites"],
                    [Command(**c) for c in data["commands"]])
 
 
@@ -441,14 +451,15 @@ class JobLog:
     seconds: float  # from the log's first entry to its last
 
 
-_QEMU_START = re.compile(r"start: [\d.]+ execute-qemu .*\[boot-(\d+)\]")
-_NAMESPACE = re.compile(r"boot-(\d+)$")
+_QEMU_START = re.compile(r"start: [\d.]+ execute-qemu .*\[boot-(\d{1,6})\]")
+_NAMESPACE = re.compile(r"boot-(\d{1,6})")  # matched whole
 
 
-def read_log(text: str) -> JobLog:
+def read_log(text: str, where: str = "LAVA log") -> JobLog:
     """Parse a LAVA job log (lava-run's output or `lavacli jobs logs --raw`). Console
     lines belong to the boot whose QEMU LAVA started last, or (feedback, read later)
-    to the boot their namespace names."""
+    to the boot their namespace names. The log is foreign input: a line that is not
+    an entry is BadInput naming `where` and the line."""
     boots: dict[int, BootLog] = {}
     lava_results: list[dict[str, Any]] = []
     error, current, stamps = "", None, []
@@ -460,11 +471,18 @@ def read_log(text: str) -> JobLog:
         if not line.startswith("{"):
             continue
         try:
+            if validate.nesting(line) > validate.MAX_DEPTH:
+                raise yaml.YAMLError("nested too deep")
             entry = yaml.load(line, Loader=loader)
-        except yaml.YAMLError:
-            raise BadInput(f"LAVA log line {number}: not a LAVA log entry: {line[:80]}") from None
+        except (yaml.YAMLError, RecursionError):
+            raise BadInput(f"{where}: line {number}: not a LAVA log entry:"
+                           f" {validate.shown(line)}") from None
+        if not isinstance(entry, dict):
+            raise BadInput(f"{where}: line {number}: not a LAVA log entry:"
+                           f" {validate.shown(line)}")
         level, message = entry.get("lvl"), entry.get("msg")
-        stamps.append(str(entry.get("dt", "")))
+        if isinstance(entry.get("dt"), str):
+            stamps.append(entry["dt"])
         if isinstance(message, str) and level in ("debug", "info"):
             started = _QEMU_START.search(message)
             if started:
@@ -473,7 +491,12 @@ def read_log(text: str) -> JobLog:
                 current.command_line = message.removeprefix("Boot command: ")
         elif level in CONSOLE_LEVELS and isinstance(message, str):
             message = message.replace('\\"', '"')  # LAVA escaped them
-            named = _NAMESPACE.match(str(entry.get("ns", "")))
+            if "RIG-CMD-END " in message and not _CMD_END.search(message):
+                raise BadInput(f"{where}: line {number}: {validate.shown(message)}: not the"
+                               " end of a command as the boot script prints it (RIG-CMD-END"
+                               " ID STATUS UPTIME UPTIME done|timeout)")
+            named = _NAMESPACE.fullmatch(entry["ns"]) if isinstance(entry.get("ns"), str) \
+                else None
             boot = (boots.setdefault(int(named.group(1)), BootLog(int(named.group(1))))
                     if named else current)
             if boot is not None:
@@ -482,7 +505,8 @@ def read_log(text: str) -> JobLog:
             lava_results.append(message)
             if message.get("definition") == "lava" and message.get("case") == "job" \
                     and message.get("result") == "fail":
-                error = str(message.get("error_msg") or "the LAVA job failed")
+                said = message.get("error_msg")
+                error = validate.shown(said) if said else "the LAVA job failed"
     for boot in boots.values():
         _read_commands(boot)
     return JobLog(boots, lava_results, error, _span(stamps))
@@ -493,7 +517,10 @@ def _span(stamps: list[str]) -> float:
     for stamp in (stamps[0], stamps[-1]) if stamps else ():
         with contextlib.suppress(ValueError):
             times.append(datetime.datetime.fromisoformat(stamp))
-    return round((times[-1] - times[0]).total_seconds(), 1) if len(times) == 2 else 0.0
+    try:
+        return round((times[-1] - times[0]).total_seconds(), 1) if len(times) == 2 else 0.0
+    except TypeError:  # one stamp with a time zone, the other without
+        return 0.0
 
 
 def _read_commands(boot: BootLog) -> None:
@@ -596,25 +623,62 @@ class ReplayTarget(_LavaHost):
 
 
 
-def _suite(name: str, saved: dict[str, Any] | None, rig: RigConfig) -> Suite:
-    """The suite as export configured it (plan.json), lists back to tuples."""
-    cls = registry().get(name)
-    if cls is None:
-        raise BadInput(f"{PLAN_FILE}: suite {name} is not in this rig")
-    cfg: SuiteConfig = rig.suites[name]
-    if saved:
-        names = {f.name for f in dataclasses.fields(cls.Config)}
-        cfg = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in saved.items() if k in names})
-    return cls(cfg)
+def _suite(name: str, configs: dict[str, SuiteConfig], rig: RigConfig) -> Suite:
+    """The suite as export configured it (plan.json, checked by load_plan)."""
+    return registry()[name](configs.get(name) or rig.suites[name])
+
+
+@dataclasses.dataclass
+class Plan:
+    """plan.json, checked whole before anything is written: the schema, then each
+    machine and suite configuration by rig.yaml's own rules."""
+
+    path: Path
+    data: dict[str, Any]
+    boots: dict[str, list[Boot]]  # kernel -> its boots
+    suites: dict[str, SuiteConfig]
+
+
+def load_plan(directory: Path) -> Plan:
+    path = directory / PLAN_FILE
+    if not path.exists():
+        raise BadInput(f"{path}: no such file; not an 'orchestrator lava export' directory")
+    validate.inside(directory, path, str(path))
+    data = validate.load_json(path, PLAN_SCHEMA)
+    saved_qemu_config(path, "qemu", data["qemu"])
+    suites = {name: saved_suite_config(path, name, cfg)
+              for name, cfg in data.get("suites", {}).items()}
+    boots = {}
+    for kernel_name, entry in data["kernels"].items():
+        where = f"kernels.{kernel_name}"
+        boots[kernel_name] = [
+            Boot.from_json(b, saved_qemu_config(path, f"{where}.boots[{i}].qemu", b["qemu"]))
+            for i, b in enumerate(entry["boots"])]
+        named = [*entry.get("skipped", {}), *(s for b in boots[kernel_name] for s in b.suites)]
+        for suite_name in named:
+            if suite_name not in registry():
+                raise BadInput(f"{path}: {where}: suite {suite_name} is not in this rig")
+    return Plan(path, data, boots, suites)
 
 
 def _log_path(directory: Path, kernel_name: str) -> Path | None:
+    """The kernel's job log (kernel_name follows the name rule: plan.json's schema)."""
     for candidate in (directory / "logs" / f"{kernel_name}.yaml",
                       directory / "logs" / f"{kernel_name}.log"):
-        if candidate.is_file():
-            return candidate
+        if candidate.exists():
+            return validate.inside(directory, candidate, str(candidate))
     return None
+
+
+def _read_logs(directory: Path, kernels: Iterable[str]) -> dict[str, tuple[Path, JobLog]]:
+    """Every kernel's job log, read (and so checked) before anything is written."""
+    logs = {}
+    for name in kernels:
+        path = _log_path(directory, name)
+        if path is not None:  # console output may hold any byte: replaced, never refused
+            text = validate.read_text(path, MAX_LOG_BYTES, errors="replace")
+            logs[name] = (path, read_log(text, str(path)))
+    return logs
 
 
 def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str,
@@ -626,13 +690,13 @@ def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str,
     record.add(case)
 
 
-def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str, Any],
-                   suites_cfg: dict[str, Any], job: JobLog | None, log_file: Path | None) -> None:
-    boots = [Boot.from_json(b) for b in entry["boots"]]
+def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, plan: Plan,
+                   job: JobLog | None, log_file: Path | None) -> None:
+    boots, entry, suites_cfg = plan.boots[name], plan.data["kernels"][name], plan.suites
     spec = rig.kernel(name) if any(k.name == name for k in rig.kernels) else None
     log_dir = record.dir / name
     for suite_name, skip in entry.get("skipped", {}).items():
-        suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
+        suite = _suite(suite_name, suites_cfg, rig)
         for cid in skip["ids"]:
             _add(record, rig, suite.case(cid, SKIP, reason=skip["reason"],
                                          outcome={"kind": "skipped"}), name, None)
@@ -649,7 +713,7 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
                           log=str(log_file) if log_file else None)
         order = dict.fromkeys(s for b in group_boots for s in b.suites)
         for suite_name in order:
-            suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
+            suite = _suite(suite_name, suites_cfg, rig)
             ids = next(b.suites[suite_name] for b in group_boots if suite_name in b.suites)
             unmet = suite.needs().unmet(target.capabilities)
             if unmet:
@@ -683,30 +747,25 @@ def _replay_suite(rig: RigConfig, record: RunRecord, suite: Suite, ids: list[str
 
 def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     """Judge the job logs under directory/logs with the suites' own code; write a run."""
-    plan_path = directory / PLAN_FILE
-    try:
-        plan = json.loads(plan_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{plan_path}: not an 'orchestrator lava export' directory ({exc})"
-                       ) from None
+    plan = load_plan(directory)
+    logs = _read_logs(directory, plan.data["kernels"])
+    data = plan.data
     record = RunRecord(rig.results_dir)
-    kernels = list(plan["kernels"])
+    kernels = list(data["kernels"])
     print(f"lava import {directory}: {len(kernels)} kernel(s), results in {record.dir}",
           file=sys.stderr)
     record.set_manifest(
-        rig_version=__version__, config=plan["config"], only=plan.get("only"),
-        qemu={**plan["qemu"], "version": "as the LAVA worker has it (see the job logs)"},
+        rig_version=__version__, config=data["config"], only=data.get("only"),
+        qemu={**data["qemu"], "version": "as the LAVA worker has it (see the job logs)"},
         reproduce=f"orchestrator lava import {shlex.quote(str(directory))}",
-        source={"lava": str(directory.resolve()), "exported": plan.get("exported")},
-        suites=plan.get("suites", {}),
+        source={"lava": str(directory.resolve()), "exported": data.get("exported")},
+        suites=data.get("suites", {}),
         kernels={name: {**entry["build"], "targets": {}}
-                 for name, entry in plan["kernels"].items()})
+                 for name, entry in data["kernels"].items()})
     started = time.monotonic()
     for name in kernels:
-        log_file = _log_path(directory, name)
-        job = read_log(log_file.read_text(errors="replace")) if log_file else None
-        _replay_kernel(rig, record, name, plan["kernels"][name], plan.get("suites", {}),
-                       job, log_file)
+        log_file, job = logs.get(name, (None, None))
+        _replay_kernel(rig, record, name, plan, job, log_file)
         if job:
             record.manifest["kernels"][name]["lava_job"] = {
                 "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
@@ -720,7 +779,7 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()
-    if len(kernels) > 1 and not plan.get("only"):
+    if len(kernels) > 1 and not data.get("only"):
         report.write_run(record.dir, record.cases)
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())

@@ -92,7 +92,7 @@ def parse_json(text: str, where: str) -> Any:
     """A JSON text as data, strictly: BadInput for anything the rig never writes."""
     opened = max(text.count("["), text.count("{"))
     try:
-        if opened > MAX_DEPTH and _nesting(text) > MAX_DEPTH:
+        if opened > MAX_DEPTH and nesting(text) > MAX_DEPTH:
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float,
                           parse_constant=_no_constant)
@@ -101,7 +101,7 @@ def parse_json(text: str, where: str) -> Any:
         raise BadInput(f"{where}: not valid JSON: {message}") from None
 
 
-def _nesting(text: str) -> int:
+def nesting(text: str) -> int:
     """The deepest bracket nesting of a JSON text (outside strings), in one pass:
     checked before json.loads, whose recursion a deep document would exhaust."""
     deepest = level = 0
@@ -124,9 +124,9 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def read_text(path: Path, limit: int = MAX_JSON_BYTES) -> str:
+def read_text(path: Path, limit: int = MAX_JSON_BYTES, errors: str = "strict") -> str:
     """A foreign file's text: a regular file (never a FIFO or a device, which
-    could hang the read), at most `limit` bytes, UTF-8."""
+    could hang the read), at most `limit` bytes, UTF-8 (errors: as bytes.decode)."""
     try:
         if not path.is_file():
             raise BadInput(f"{path}: not a regular file")
@@ -137,7 +137,7 @@ def read_text(path: Path, limit: int = MAX_JSON_BYTES) -> str:
     if len(data) > limit:
         raise BadInput(f"{path}: larger than {limit >> 20} MiB")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
@@ -182,19 +182,17 @@ def check(data: Any, schema_name: str, where: str) -> Any:
         return data
     if error.validator == "format":
         why = f"got {shown(error.instance)}, expected {NAME_RULE}"
-    elif error.validator in ("type", "required", "enum", "const", "minimum", "maximum",
-                             "minLength", "maxLength", "pattern", "additionalProperties"):
-        expected = error.validator_value
-        if error.validator == "required":
-            missing = [k for k in expected if k not in error.instance]
-            why = f"{shown(missing[0] if missing else expected)} is required"
-        elif error.validator == "additionalProperties":
-            extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
-            why = f"unknown key {shown(extra[0] if extra else '?')}"
-        else:
-            why = f"got {shown(error.instance)}, expected {error.validator} {shown(expected)}"
-    else:
-        why = f"got {shown(error.instance)}: {error.validator} {shown(error.validator_value)}"
+    elif error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        why = f"{shown(missing[0] if missing else error.validator_value)} is required"
+    elif error.validator == "additionalProperties":
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        why = f"unknown key {shown(extra[0] if extra else '?')}"
+    else:  # type, enum, pattern, minimum, minProperties, oneOf...: the rule as the schema says
+        rule = error.validator_value
+        if not isinstance(rule, str | int | float | list):  # a sub-schema: not for people
+            rule = "its schema"
+        why = f"got {shown(error.instance)}, expected {error.validator} {shown(rule)}"
     raise BadInput(f"{where}: {field(error.absolute_path)}: {why}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -120,6 +121,54 @@ class Lab:
         (directory / "manifest.json").write_text(
             raw_manifest if raw_manifest is not None else json.dumps(
                 self.manifest() if manifest is None else manifest))
+        return directory
+
+    # -- a well-formed LAVA export and job log, as `lava export` and lava-run write them --
+
+    LAVA_KERNEL = "lab-k"  # not a kernel of rig.yaml: the import builds nothing for it
+
+    def plan(self, kernel: str = LAVA_KERNEL) -> dict[str, Any]:
+        qemu = dataclasses.asdict(QemuConfig())
+        boot = {"index": 1, "group": "boot", "qemu": dict(qemu),
+                "suites": {"kvm-host": ["kvm-host/hypervisor-extension", "kvm-host/dev-kvm"]},
+                "commands": [{"id": 1, "suite": "kvm-host", "timeout": 300.0, "retry_of": None,
+                              "command": "test -c /dev/kvm && ls -l /dev/kvm"}]}
+        return {"rig_version": "0.1.0", "config": str(self.config), "only": None,
+                "qemu": qemu, "exported": "2026-01-01T00:00:00+00:00",
+                "suites": {"kvm-host": {"enabled": True}},
+                "kernels": {kernel: {"build": {"name": kernel, "key": "k1", "source": "s",
+                                               "patches": {}, "config_sha256": "c",
+                                               "toolchain": "t"},
+                                     "boots": [boot], "skipped": {}}}}
+
+    @staticmethod
+    def console() -> list[str]:
+        return ["[    0.3] kvm [1]: hypervisor extension available", "RIG-LAVA-BOOT 1",
+                "RIG-CMD-BEGIN 1", "crw-rw---- 1 root kvm 10, 232 /dev/kvm",
+                "RIG-CMD-END 1 0 1.00 1.20 done", "RIG-LAVA-DONE 1"]
+
+    @staticmethod
+    def job_log(console: list[str], extra: list[str] = ()) -> str:
+        """A job log as lava-run writes it: one flow mapping per line."""
+        def entry(level: str, message: object, **more: str) -> str:
+            return "- " + json.dumps({"dt": "2026-01-01T00:00:00", "lvl": level,
+                                      "msg": message, **more})
+        return "\n".join([
+            entry("debug", "start: 2.1.1 execute-qemu (timeout 00:02:00) [boot-1]"),
+            entry("info", "Boot command: qemu-system-riscv64 -x"),
+            *(entry("target", line.replace('"', '\\"')) for line in console), *extra,
+            entry("results", {"definition": "lava", "case": "job", "result": "pass"})]) + "\n"
+
+    def lava_export(self, plan: Any = None, raw_plan: str | None = None,
+                    log: str | None = None, kernel: str = LAVA_KERNEL) -> Path:
+        directory = self.incoming / "export"
+        (directory / "logs").mkdir(parents=True)
+        (directory / "plan.json").write_text(
+            raw_plan if raw_plan is not None else json.dumps(
+                self.plan() if plan is None else plan))
+        if kernel:
+            (directory / "logs" / f"{kernel}.yaml").write_text(
+                self.job_log(self.console()) if log is None else log)
         return directory
 
     # -- running and watching ----------------------------------------------------------
@@ -301,6 +350,45 @@ def _same_id_elsewhere(lab: Lab) -> list[str]:
     return ["import", str(other)]
 
 
+def _plan_kernel(lab: Lab, name: str) -> dict:
+    plan = lab.plan()
+    plan["kernels"] = {name: plan["kernels"][Lab.LAVA_KERNEL]}
+    return plan
+
+
+def _plan_boot(lab: Lab, **changes: Any) -> dict:
+    """plan.json with the first boot changed (None: the key left out; qemu: merged)."""
+    plan = lab.plan()
+    boot = plan["kernels"][Lab.LAVA_KERNEL]["boots"][0]
+    for key, value in changes.items():
+        if value is None:
+            del boot[key]
+        elif key == "qemu":
+            boot["qemu"].update(value)
+        else:
+            boot[key] = value
+    return plan
+
+
+def _lava(**export: Any) -> Callable[[Lab], list[str]]:
+    def craft(lab: Lab) -> list[str]:
+        resolved = {k: v(lab) if callable(v) else v for k, v in export.items()}
+        return ["lava", "import", str(lab.lava_export(**resolved))]
+    return craft
+
+
+def _fifo(run_dir: Path, name: str) -> Path:
+    (run_dir / name).unlink()
+    os.mkfifo(run_dir / name)
+    return run_dir
+
+
+def _link(run_dir: Path, name: str, to: str) -> Path:
+    (run_dir / name).unlink()
+    (run_dir / name).symlink_to(to)
+    return run_dir
+
+
 CORPUS: list[Crafted] = [
     # reproduce: shell, paths and the suite configuration from a crafted run
     Crafted("verdict with $(...)", "reproduce",
@@ -391,16 +479,60 @@ CORPUS: list[Crafted] = [
             f"run id {RUN_ID} is already stored from", good_beside=True),
     Crafted("4 KiB of noise in rig.sqlite", "trend", _damaged_store,
             "the results store is damaged"),
+    # lava import: plan.json and job logs
+    Crafted("plan kernel an absolute path", "lava import",
+            _lava(plan=lambda lab: _plan_kernel(lab, "/abs/path"), kernel=""),
+            "plan.json: kernels: got '/abs/path', expected a name"),
+    Crafted("plan kernel climbing out", "lava import",
+            _lava(plan=lambda lab: _plan_kernel(lab, "../../x"), kernel=""),
+            "plan.json: kernels: got '../../x', expected a name"),
+    Crafted("plan.json []", "lava import", _lava(raw_plan="[]"),
+            "plan.json: (top level): got [], expected type"),
+    Crafted("plan.json without kernels", "lava import",
+            _lava(plan=lambda lab: {**lab.plan(), "kernels": {}}),
+            "plan.json: kernels: got {}, expected minProperties 1"),
+    Crafted("boot without group", "lava import",
+            _lava(plan=lambda lab: _plan_boot(lab, group=None)),
+            f"plan.json: kernels.{Lab.LAVA_KERNEL}.boots[0]: 'group' is required"),
+    Crafted("boot group climbing out", "lava import",
+            _lava(plan=lambda lab: _plan_boot(lab, group="../../x")),
+            f"plan.json: kernels.{Lab.LAVA_KERNEL}.boots[0].group: got '../../x'"),
+    Crafted("boot machine with a shell", "lava import",
+            _lava(plan=lambda lab: _plan_boot(lab, qemu={"machine": "virt;touch CANARY"})),
+            f"plan.json: kernels.{Lab.LAVA_KERNEL}.boots[0].qemu.machine: got"),
+    Crafted("boot memory not a size", "lava import",
+            _lava(plan=lambda lab: _plan_boot(lab, qemu={"memory": "lots"})),
+            f"plan.json: kernels.{Lab.LAVA_KERNEL}.boots[0].qemu.memory: got 'lots'"),
+    Crafted("plan suite configuration unchecked", "lava import",
+            _lava(plan=lambda lab: {**lab.plan(), "suites": {"kvm-host": {"enabled": "yes"}}}),
+            "plan.json: suites.kvm-host.enabled: got 'yes', expected true or false"),
+    Crafted("suite unknown", "lava import",
+            _lava(plan=lambda lab: {**lab.plan(), "suites": {"rm-rf": {}}}),
+            "plan.json: suites: no suite 'rm-rf' in this rig"),
+    Crafted("command id of 20000 digits", "lava import",
+            _lava(plan=lambda lab: _plan_boot(lab, commands=[{
+                "id": int("9" * 18), "suite": "kvm-host", "command": "true", "timeout": 1.0,
+                "retry_of": None}])),
+            "commands[0].id: got 999999999999999999, expected maximum"),
+    Crafted("RIG-CMD-END with 1.2.3", "lava import",
+            _lava(log=lambda lab: lab.job_log(
+                [line.replace("1.20 done", "1.2.3 done") for line in lab.console()])),
+            f"logs/{Lab.LAVA_KERNEL}.yaml: line 7: 'RIG-CMD-END 1 0 1.00 1.2.3 done': not the"
+            " end of a command"),
+    Crafted("log line not an entry", "lava import",
+            _lava(log=lambda lab: lab.job_log(lab.console()) + "- {unclosed: [\n"),
+            f"logs/{Lab.LAVA_KERNEL}.yaml: line 10: not a LAVA log entry"),
+    Crafted("log line nested 100000 deep", "lava import",
+            _lava(log=lambda lab: lab.job_log(lab.console()) + "- {a: " + "[" * 100000
+                  + "]" * 100000 + "}\n"),
+            f"logs/{Lab.LAVA_KERNEL}.yaml: line 10: not a LAVA log entry"),
+    Crafted("log a link out of the export", "lava import",
+            lambda lab: ["lava", "import", str(_link(lab.lava_export(), f"logs/{Lab.LAVA_KERNEL}"
+                                                                         ".yaml", "/etc/passwd"))],
+            ".yaml: '/"),
+    Crafted("log a FIFO", "lava import",
+            lambda lab: ["lava", "import", str(_fifo(lab.lava_export(),
+                                                     f"logs/{Lab.LAVA_KERNEL}.yaml"))],
+            ".yaml: not a regular file"),
 ]
 
-
-def _fifo(run_dir: Path, name: str) -> Path:
-    (run_dir / name).unlink()
-    os.mkfifo(run_dir / name)
-    return run_dir
-
-
-def _link(run_dir: Path, name: str, to: str) -> Path:
-    (run_dir / name).unlink()
-    (run_dir / name).symlink_to(to)
-    return run_dir

@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import store
+from orchestrator.results import load_cases
 from tests.foreign.corpus import CORPUS, GOOD_ID, KERNEL, RUN_ID, Crafted, Lab, check
 
 
 def test_the_corpus_covers_every_command() -> None:
-    assert {c.command for c in CORPUS} >= {"import", "reproduce", "trend"}
+    assert {c.command for c in CORPUS} == {"import", "reproduce", "trend", "lava import"}
     assert len({c.name for c in CORPUS}) == len(CORPUS)
 
 
@@ -164,3 +165,13 @@ def test_any_run_directory_is_imported_or_bad_input(lab: Lab, which: str, steps:
 
 
 _serial = itertools.count()
+
+
+def test_well_formed_lava_export_imports(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    answer = lab.orchestrator("lava", "import", str(lab.lava_export()))
+    assert answer.code == 0, answer.err
+    (run,) = [d for d in lab.results.iterdir() if d.is_dir()]
+    assert {c.id: c.verdict for c in load_cases(run)} == {
+        "kvm-host/hypervisor-extension": "pass", "kvm-host/dev-kvm": "pass"}
+    assert lab.stored() == {run.name: 2}
