@@ -160,8 +160,9 @@ class Lab:
             entry("results", {"definition": "lava", "case": "job", "result": "pass"})]) + "\n"
 
     def lava_export(self, plan: Any = None, raw_plan: str | None = None,
-                    log: str | None = None, kernel: str = LAVA_KERNEL) -> Path:
-        directory = self.incoming / "export"
+                    log: str | None = None, kernel: str = LAVA_KERNEL,
+                    name: str = "export") -> Path:
+        directory = self.incoming / name
         (directory / "logs").mkdir(parents=True)
         (directory / "plan.json").write_text(
             raw_plan if raw_plan is not None else json.dumps(

@@ -175,3 +175,39 @@ def test_well_formed_lava_export_imports(tmp_path: Path) -> None:
     assert {c.id: c.verdict for c in load_cases(run)} == {
         "kvm-host/hypervisor-extension": "pass", "kvm-host/dev-kvm": "pass"}
     assert lab.stored() == {run.name: 2}
+
+
+# -- any LAVA export: a run judged from it, or exit 2 with one line; never a crash --
+
+console_lines = st.one_of(
+    st.sampled_from(Lab.console()),
+    st.builds(lambda *parts: " ".join(parts),
+              st.sampled_from(["RIG-CMD-BEGIN", "RIG-CMD-END", "RIG-LAVA-DONE", "RIG-CASE"]),
+              st.text(alphabet="0123456789.- abcdonetimu", max_size=20)),
+    st.text(max_size=30))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan_steps=st.one_of(st.none(), st.lists(st.integers(0, 50), max_size=6)),
+       value=json_values, console=st.lists(console_lines, max_size=8),
+       at=st.integers(0, 10), raw_line=st.one_of(st.none(), st.text(max_size=40)))
+def test_any_lava_export_is_judged_or_bad_input(
+        lab: Lab, plan_steps: list[int] | None, value: object, console: list[str], at: int,
+        raw_line: str | None) -> None:
+    plan = lab.plan() if plan_steps is None else _mutated(lab.plan(), plan_steps, value)
+    lines = Lab.console()
+    lines[at % len(lines):at % len(lines)] = console
+    log = Lab.job_log(lines, [raw_line] if raw_line is not None else [])
+    export = lab.lava_export(plan=plan, log=log, name=f"export-{next(_serial)}")
+    before, runs = lab.files_outside(lab.results), set(lab.results.iterdir())
+    answer = lab.orchestrator("lava", "import", str(export))
+    event(f"exit {answer.code}")
+    assert "internal error" not in answer.err and "Traceback" not in answer.err, answer.err
+    assert lab.files_outside(lab.results) == before
+    if answer.code == 2:
+        lines = answer.err.splitlines()
+        assert len(lines) == 1 and f"{export}/" in lines[0], answer.err
+        assert set(lab.results.iterdir()) == runs
+    else:  # a run, judged: its verdicts give the exit code
+        assert answer.code in (0, 1, 3) and "results: " in answer.out, answer.err
