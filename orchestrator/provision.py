@@ -31,7 +31,7 @@ PACKAGES = (
 )
 PYTHON_MODULES = {"yaml": "pyyaml", "pexpect": "pexpect", "paramiko": "paramiko",
                   "numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib",
-                  "pytest": "pytest"}
+                  "jsonschema": "jsonschema", "pytest": "pytest"}
 # `setup --lava`: the LAVA dispatcher (lava-run) for running exported jobs here
 # (orchestrator.lava). It needs python3-guestfs, hence qemu-system-x86, which must
 # come from the suite the rig's QEMU came from (bookworm-backports on Debian 12),
