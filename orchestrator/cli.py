@@ -227,10 +227,7 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
 
 
 def _sides(run_dir: Path) -> dict[str, Side]:
-    try:
-        cases = results.load_cases(run_dir)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{run_dir / 'results.json'}: not a run's results ({exc})") from None
+    cases = results.load_cases(run_dir)  # foreign input: BadInput names file and field
     return {k: Side(f"{run_dir.name}:{k}", mine) for k, mine in by_kernel(cases).items()
             if k and not all(c.suite == results.DIFFERS for c in mine)}
 
@@ -331,7 +328,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     nightly.write(run_dir, found, trends)
     print("\n".join(nightly.summary(found)))
     if args.squad:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
+        manifest = results.load_manifest(run_dir)
         for line in squad.publish(args.squad, run_dir.name, cases, manifest):
             print(line)
     code = nightly.exit_code(run_code, found, rig.nightly)
