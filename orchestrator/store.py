@@ -339,6 +339,10 @@ class Store:
                 "SELECT m.kernel, m.case_id, m.value, m.unit, m.method, m.samples, r.run_id,"
                 f" r.recorded FROM measurements m JOIN runs r ON r.id = m.run WHERE m.run IN"
                 f" ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id", ids):
+            if not isinstance(value, int | float) or value != value:  # stored by an older rig
+                raise BadInput(f"{self.path}: run {run_id} holds a measurement that is not a"
+                               f" number ({kernel} {cid}: {validate.shown(value)}); remove the"
+                               f" run with 'orchestrator forget {run_id}'")
             entry = series.setdefault((kernel, cid), {"kernel": kernel, "case": cid,
                                                       "unit": unit, "method": method,
                                                       "points": []})

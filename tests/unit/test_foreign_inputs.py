@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -211,3 +212,14 @@ def test_any_lava_export_is_judged_or_bad_input(
         assert set(lab.results.iterdir()) == runs
     else:  # a run, judged: its verdicts give the exit code
         assert answer.code in (0, 1, 3) and "results: " in answer.out, answer.err
+
+
+def test_a_bad_figure_an_older_rig_stored_is_named_with_the_way_out(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    assert lab.orchestrator("import", str(lab.run_dir())).code == 0
+    with sqlite3.connect(store.path_for(lab.results)) as db:  # as the rig before checks did
+        db.execute("UPDATE measurements SET value = 'abc'")
+    answer = lab.orchestrator("trend")
+    assert answer.code == 2 and f"remove the run with 'orchestrator forget {RUN_ID}'" in answer.err
+    assert lab.orchestrator("forget", RUN_ID).code == 0
+    assert lab.orchestrator("trend").code == 0
