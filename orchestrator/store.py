@@ -32,7 +32,7 @@ from typing import Any
 
 from orchestrator import validate
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import MANIFEST, Case, exit_code, load_cases, load_manifest
+from orchestrator.results import CASE_SCHEMA, MANIFEST, Case, exit_code, load_cases, load_manifest
 
 STORE_NAME = "rig.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -180,6 +180,10 @@ class Store:
             said = [line for line in answer.splitlines() if not line.startswith("***")]
             raise self._damaged(said[0] if said else answer or "no answer to quick_check")
 
+    def _stored_badly(self, run_id: str, problem: str) -> BadInput:
+        return BadInput(f"{self.path}: run {run_id}: {problem}; remove the run with"
+                        f" 'orchestrator forget {run_id}' (and import its directory again)")
+
     def _damaged(self, problem: str) -> BadInput:
         aside = self.path.with_name(self.path.name + ".damaged")
         return BadInput(f"{self.path}: the results store is damaged ({problem});"
@@ -303,8 +307,15 @@ class Store:
         args: tuple = (run.id,)
         if kernel is not None:
             query, args = query + " AND kernel = ?", (run.id, kernel)
-        return [Case.from_json(json.loads(r[0])) for r in self.db.execute(query + " ORDER BY rowid",
-                                                                          args)]
+        found = []
+        for (record,) in self.db.execute(query + " ORDER BY rowid", args):
+            try:  # a record an older rig stored unchecked
+                data = validate.check(validate.parse_json(record, "record"), CASE_SCHEMA,
+                                      "record")
+            except BadInput as exc:
+                raise self._stored_badly(run.run_id, exc.message) from None
+            found.append(Case.from_json(data))
+        return found
 
     def previous(self, before: StoredRun, kernel: StoredKernel) -> StoredRun | None:
         """The last complete run before `before` holding this kernel: by name, else by
@@ -340,9 +351,8 @@ class Store:
                 f" r.recorded FROM measurements m JOIN runs r ON r.id = m.run WHERE m.run IN"
                 f" ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id", ids):
             if not isinstance(value, int | float) or value != value:  # stored by an older rig
-                raise BadInput(f"{self.path}: run {run_id} holds a measurement that is not a"
-                               f" number ({kernel} {cid}: {validate.shown(value)}); remove the"
-                               f" run with 'orchestrator forget {run_id}'")
+                raise self._stored_badly(run_id, f"measurement of {kernel} {cid}: got"
+                                                 f" {validate.shown(value)}, expected a number")
             entry = series.setdefault((kernel, cid), {"kernel": kernel, "case": cid,
                                                       "unit": unit, "method": method,
                                                       "points": []})

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import store
+from orchestrator.errors import BadInput
 from orchestrator.results import load_cases
 from tests.foreign.corpus import CORPUS, GOOD_ID, KERNEL, RUN_ID, Crafted, Lab, check
 
@@ -223,3 +224,14 @@ def test_a_bad_figure_an_older_rig_stored_is_named_with_the_way_out(tmp_path: Pa
     assert answer.code == 2 and f"remove the run with 'orchestrator forget {RUN_ID}'" in answer.err
     assert lab.orchestrator("forget", RUN_ID).code == 0
     assert lab.orchestrator("trend").code == 0
+
+
+def test_a_bad_case_record_an_older_rig_stored_is_named_with_the_way_out(
+        tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    assert lab.orchestrator("import", str(lab.run_dir())).code == 0
+    with sqlite3.connect(store.path_for(lab.results)) as db:
+        db.execute("UPDATE cases SET record = '{\"id\": 5}'")
+    with store.Store(store.path_for(lab.results)) as db, pytest.raises(
+            BadInput, match=f"run {RUN_ID}: record: .top level.: 'suite' is required; remove the run with"):
+        db.cases(db.run(RUN_ID))
