@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 MAX_NESTING = 16  # kselftest and KUnit nest 2 or 3 levels
 MAX_LINES = 200_000

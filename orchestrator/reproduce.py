@@ -28,9 +28,10 @@ from pathlib import Path
 from orchestrator import guest, image, validate
 from orchestrator.config import RigConfig, saved_suite_config
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import DIFFERS, MANIFEST, Case, load_cases, load_manifest
+from orchestrator.results import DIFFERS, MANIFEST, load_cases, load_manifest
 from orchestrator.suites import OUTCOME_MARK, outcome_line, registry
 from orchestrator.validate import shown
+from orchestrator.verdicts import Case
 
 CASE_SCRIPT = "rig-case.sh"
 RUN_TIMEOUT = 600  # seconds run.sh lets QEMU run (TIMEOUT=... overrides)

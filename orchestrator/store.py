@@ -32,7 +32,8 @@ from typing import Any
 
 from orchestrator import validate
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import CASE_SCHEMA, MANIFEST, Case, exit_code, load_cases, load_manifest
+from orchestrator.results import CASE_SCHEMA, MANIFEST, exit_code, load_cases, load_manifest
+from orchestrator.verdicts import Case
 
 STORE_NAME = "rig.sqlite"
 BUSY_TIMEOUT_MS = 60_000

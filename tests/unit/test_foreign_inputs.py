@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -95,21 +96,20 @@ def test_bundle_of_a_well_formed_run_reruns_with_a_stand_in_qemu(tmp_path: Path)
 
 
 def test_an_internal_error_leaves_its_traceback_in_a_private_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The crash log's name is not guessable (another user could plant a link there)."""
-    from orchestrator import cli
-
-    def broken(args: object) -> int:
+    def broken(path: Path) -> None:
         raise RuntimeError("a bug")
 
+    lab = Lab(tmp_path / "lab")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
-    monkeypatch.setattr(cli, "cmd_trend", broken)  # build_parser binds it when main runs
-    planted = tmp_path / f"orchestrator-crash-{__import__('os').getpid()}.log"
+    monkeypatch.setattr(store, "Store", broken)
+    planted = tmp_path / f"orchestrator-crash-{os.getpid()}.log"
     planted.symlink_to(tmp_path / "victim")
-    assert cli.main(["trend"]) == 3
-    err = capsys.readouterr().err
-    log = Path(err.split("(traceback in ")[1].rstrip(")\n"))
+    answer = lab.orchestrator("trend")
+    assert answer.code == 3
+    log = Path(answer.err.split("(traceback in ")[1].rstrip(")\n"))
     assert log.parent == tmp_path and log != planted and "RuntimeError: a bug" in log.read_text()
     assert not (tmp_path / "victim").exists() and log.stat().st_mode & 0o077 == 0
 
@@ -232,6 +232,6 @@ def test_a_bad_case_record_an_older_rig_stored_is_named_with_the_way_out(
     assert lab.orchestrator("import", str(lab.run_dir())).code == 0
     with sqlite3.connect(store.path_for(lab.results)) as db:
         db.execute("UPDATE cases SET record = '{\"id\": 5}'")
-    with store.Store(store.path_for(lab.results)) as db, pytest.raises(
-            BadInput, match=f"run {RUN_ID}: record: .top level.: 'suite' is required; remove the run with"):
+    said = f"run {RUN_ID}: record: .top level.: 'suite' is required; remove the run with"
+    with store.Store(store.path_for(lab.results)) as db, pytest.raises(BadInput, match=said):
         db.cases(db.run(RUN_ID))
