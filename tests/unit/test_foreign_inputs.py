@@ -235,3 +235,17 @@ def test_a_bad_case_record_an_older_rig_stored_is_named_with_the_way_out(
     said = f"run {RUN_ID}: record: .top level.: 'suite' is required; remove the run with"
     with store.Store(store.path_for(lab.results)) as db, pytest.raises(BadInput, match=said):
         db.cases(db.run(RUN_ID))
+
+
+@pytest.mark.parametrize("case_id", ["counters/pmu/VU/cycle/scounteren=0x7",
+                                     "isolation/perf_user_access=1/pinned/host-policy"])
+def test_a_case_id_is_matched_whole_before_it_becomes_a_script(case_id: str) -> None:
+    """command_for puts parts of the id into the host script: an id with anything
+    after the pattern (a newline, a second line) is no case of the suite."""
+    from orchestrator.suites import registry
+
+    suite = registry()[case_id.split("/")[0]](registry()[case_id.split("/")[0]].Config())
+    assert suite.command_for(case_id)
+    for tail in ("\n", "\nreboot -f", "é"):
+        with pytest.raises(BadInput, match="has no command that reruns one case alone"):
+            suite.command_for(case_id + tail)
