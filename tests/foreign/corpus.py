@@ -510,7 +510,7 @@ CORPUS: list[Crafted] = [
     Crafted("suite unknown", "lava import",
             _lava(plan=lambda lab: {**lab.plan(), "suites": {"rm-rf": {}}}),
             "plan.json: suites: no suite 'rm-rf' in this rig"),
-    Crafted("command id of 20000 digits", "lava import",
+    Crafted("command id of 18 digits", "lava import",
             _lava(plan=lambda lab: _plan_boot(lab, commands=[{
                 "id": int("9" * 18), "suite": "kvm-host", "command": "true", "timeout": 1.0,
                 "retry_of": None}])),
