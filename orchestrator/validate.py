@@ -64,7 +64,8 @@ def inside(root: Path, path: Path, where: str) -> Path:
     """path, resolved, if it lies within root (symbolic links followed)."""
     resolved = path.resolve()
     if not resolved.is_relative_to(root.resolve()):
-        raise BadInput(f"{where}: {shown(str(path))} is outside {root}")
+        leads = "" if resolved == path else f" (it leads to {shown(str(resolved))})"
+        raise BadInput(f"{where}: {shown(str(path))}{leads} is outside {root}")
     return resolved
 
 
@@ -175,11 +176,11 @@ def field(path: tuple | list) -> str:
 
 def check(data: Any, schema_name: str, where: str) -> Any:
     """data if it follows the schema, else BadInput naming the first wrong field."""
-    error = next(iter(sorted(_validator(schema_name).iter_errors(data),
-                             key=lambda e: (len(e.absolute_path), list(map(str, e.path))))),
-                 None)
+    error = next(iter(_validator(schema_name).iter_errors(data)), None)  # the first found
     if error is None:
         return data
+    while error.context:  # a oneOf: the error of the branch that got furthest
+        error = max(error.context, key=lambda e: len(e.absolute_path))
     if error.validator == "format":
         why = f"got {shown(error.instance)}, expected {NAME_RULE}"
     elif error.validator == "required":

@@ -441,7 +441,7 @@ CORPUS: list[Crafted] = [
     Crafted("measurement 'abc'", "import",
             _import(results=_edit_case("measurement", {"value": "abc", "unit": "ns",
                                                        "method": "exact", "samples": []}, 1)),
-            "cases[1].measurement: got", good_beside=True),
+            "cases[1].measurement.value: got 'abc', expected type 'number'", good_beside=True),
     Crafted("manifest []", "import", _import(raw_manifest="[]"),
             "manifest.json: (top level): got [], expected type", good_beside=True),
     Crafted("manifest kernel an integer", "import",
