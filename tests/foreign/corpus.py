@@ -141,6 +141,28 @@ class Lab:
                                                "toolchain": "t"},
                                      "boots": [boot], "skipped": {}}}}
 
+    def recorded_plan(self) -> dict[str, Any]:
+        """plan.json of a job recorded as `lava export` records it, for suites whose
+        judging reads the programs' records (counters, isolation, latency)."""
+        from orchestrator import config
+        from orchestrator.lava import jobs
+        from orchestrator.suites.counters import Counters, CountersConfig
+        from orchestrator.suites.isolation import Isolation, IsolationConfig
+        from orchestrator.suites.kvm_host import KvmHost
+        from orchestrator.suites.latency import Latency, LatencyConfig
+
+        suites = [KvmHost(KvmHost.Config()), Counters(CountersConfig(scounteren=(0x0, 0x7))),
+                  Isolation(IsolationConfig(perf_user_access=(0, 2), exits=60)),
+                  Latency(LatencyConfig(tests=("sbi-in-kernel",), windows=5))]
+        boots, skipped = jobs.record_boots(config.load(self.config), suites,
+                                           {s.name: s.plan() for s in suites}, self.root)
+        plan = self.plan()
+        plan["suites"] = json.loads(json.dumps({s.name: dataclasses.asdict(s.cfg)
+                                                for s in suites}))
+        plan["kernels"][self.LAVA_KERNEL].update(
+            boots=json.loads(json.dumps([b.to_json() for b in boots])), skipped=skipped)
+        return plan
+
     @staticmethod
     def console() -> list[str]:
         return ["[    0.3] kvm [1]: hypervisor extension available", "RIG-LAVA-BOOT 1",

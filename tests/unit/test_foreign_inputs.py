@@ -249,3 +249,49 @@ def test_a_case_id_is_matched_whole_before_it_becomes_a_script(case_id: str) -> 
     for tail in ("\n", "\nreboot -f", "é"):
         with pytest.raises(BadInput, match="has no command that reruns one case alone"):
             suite.command_for(case_id + tail)
+
+
+# -- what the host's programs print is foreign too: judged, or error cases; never a crash
+
+RECORDS = ['{"kind":"counter","mode":"VU","counter":"cycle","outcome":"value","value":',
+           '{"kind":"counter","outcome":"exception","cause":"x"}', '{"kind":"isolation"}',
+           '{"kind":"isolation","host_probe":5}', '{"kind":"latency","windows":[1,"x"]}',
+           '{"kind":"latency","test":"sbi-in-kernel","windows":[]}', "null", "[]", "{}",
+           "1e999", "\x00\x1b[31m", "9" * 5000]
+
+
+@pytest.fixture(scope="module")
+def recorded(lab: Lab) -> dict:
+    return lab.recorded_plan()
+
+
+# LAVA escapes what it logs; it never writes a surrogate pair (a character past U+FFFF
+# that JSON would escape as two), so the text drawn stays in the basic plane
+program_text = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)),
+                       max_size=40)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(outputs=st.lists(st.lists(st.one_of(st.sampled_from(RECORDS), program_text),
+                                 min_size=1, max_size=3), min_size=1, max_size=30),
+       statuses=st.lists(st.sampled_from(["0 1.0 2.0 done", "0 1.0 2.0 done",
+                                          "1 1.0 2.0 done", "137 1.0 300.0 timeout"]),
+                         max_size=30))
+def test_any_program_output_is_judged_or_an_error_case(lab: Lab, recorded: dict,
+                                                        outputs: list[list[str]],
+                                                        statuses: list[str]) -> None:
+    lines = []
+    for boot in recorded["kernels"][Lab.LAVA_KERNEL]["boots"]:
+        lines.append(f"RIG-LAVA-BOOT {boot['index']}")
+        for n, command in enumerate(boot["commands"]):
+            status = statuses[n % len(statuses)] if statuses else "0 1.0 2.0 done"
+            lines += [f"RIG-CMD-BEGIN {command['id']}", *outputs[n % len(outputs)],
+                      f"RIG-CMD-END {command['id']} {status}"]
+        lines.append(f"RIG-LAVA-DONE {boot['index']}")
+    export = lab.lava_export(plan=recorded, log=Lab.job_log(lines),
+                             name=f"export-{next(_serial)}")
+    answer = lab.orchestrator("lava", "import", str(export))
+    event(f"exit {answer.code}")
+    assert "internal error" not in answer.err, answer.err[-2000:]
+    assert answer.code in (0, 1, 3) and "results: " in answer.out, answer.err[-2000:]
