@@ -177,6 +177,8 @@ def test_well_formed_lava_export_imports(tmp_path: Path) -> None:
     assert {c.id: c.verdict for c in load_cases(run)} == {
         "kvm-host/hypervisor-extension": "pass", "kvm-host/dev-kvm": "pass"}
     assert lab.stored() == {run.name: 2}
+    again = lab.orchestrator("import", str(run))  # the run it wrote reads back as a run
+    assert (again.code, again.out) == (0, f"{run.name}: already stored\n"), again.err
 
 
 # -- any LAVA export: a run judged from it, or exit 2 with one line; never a crash --
