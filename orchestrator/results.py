@@ -73,6 +73,13 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def reason_with_rule(self) -> str:
+        """The reason, led by the rule once (a deviation's reason often names it already)."""
+        if not self.rule or self.reason.startswith(self.rule):
+            return self.reason
+        return f"{self.rule}: {self.reason}" if self.reason else self.rule
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Case:
         measurement = data.get("measurement")
@@ -100,6 +107,8 @@ class RunRecord:
         self.run_id = self.dir.name
         self.cases: list[Case] = []
         self.manifest: dict[str, Any] = {}
+        # when each kernel's suite began (UTC, ISO 8601): JUnit's timestamps
+        self.started: dict[str, str] = {}
         self._lock = threading.Lock()  # kernels run side by side
 
     def console_log(self, kernel: str, boot: str = "boot") -> Path:
@@ -115,6 +124,7 @@ class RunRecord:
     def add(self, case: Case) -> None:
         line = json.dumps(case.to_json()) + "\n"
         with self._lock, (self.dir / "results.jsonl").open("a") as sink:
+            self.started.setdefault(group_name(case), _utc(time.time() - case.duration))
             self.cases.append(case)
             sink.write(line)
             sink.flush()
@@ -147,7 +157,7 @@ class RunRecord:
         with self._lock:
             cases = list(self.cases)
             _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))
-            _write_atomic(self.dir / "junit.xml", junit_xml(cases))
+            _write_atomic(self.dir / "junit.xml", junit_xml(cases, dict(self.started)))
             _write_atomic(self.dir / "results.ktap", ktap.write(ktap.from_cases(cases)))
 
     def exit_code(self) -> int:
@@ -188,28 +198,63 @@ def exit_code(cases: list[Case]) -> int:
     return EXIT_OK
 
 
-def junit_xml(cases: list[Case]) -> str:
-    suites = ET.Element("testsuites", name="riscv-kvm-rig")
+def group_name(case: Case) -> str:
+    """A kernel's suite, as JUnit's testsuite and KTAP's subtest are named."""
+    return f"{case.kernel}.{case.suite}"
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+# JUnit's element for each verdict that is not a pass, and the `type` that tells a
+# known deviation (the suite ran the case and KVM broke a documented rule) from a
+# case that did not run (skip); dashboards show both as skipped.
+_JUNIT_TAGS = {FAIL: "failure", ERROR: "error", KNOWN_DEVIATION: "skipped", SKIP: "skipped"}
+
+
+def _junit_message(case: Case) -> str:
+    if case.verdict == KNOWN_DEVIATION:
+        return f"known deviation: {case.reason_with_rule}"
+    return case.reason
+
+
+def _junit_case(suite: ET.Element, name: str, case: Case) -> None:
+    element = ET.SubElement(suite, "testcase", classname=name, name=case.id,
+                            time=f"{case.duration:.3f}")
+    properties = ET.SubElement(element, "properties")
+    for key, value in (("verdict", case.verdict), ("rule", case.rule or "")):
+        if value:
+            ET.SubElement(properties, "property", name=key, value=value)
+    if case.verdict not in _JUNIT_TAGS:
+        return
+    detail = ET.SubElement(element, _JUNIT_TAGS[case.verdict], message=_junit_message(case),
+                           type=case.verdict)
+    detail.text = (f"outcome: {json.dumps(case.outcome)}\nexpected: {case.expected}"
+                   + (f"\nlog: {case.log}" if case.log else "")
+                   + (f"\nrerun: {case.rerun}" if case.rerun else ""))
+
+
+def _counts(cases: list[Case]) -> dict[str, str]:
+    return {"tests": str(len(cases)),
+            "failures": str(sum(c.verdict == FAIL for c in cases)),
+            "errors": str(sum(c.verdict == ERROR for c in cases)),
+            "skipped": str(sum(c.verdict in (KNOWN_DEVIATION, SKIP) for c in cases)),
+            "time": f"{sum(c.duration for c in cases):.3f}"}
+
+
+def junit_xml(cases: list[Case], started: dict[str, str] | None = None) -> str:
+    """JUnit XML: one testsuite per kernel and suite. started: each testsuite's
+    start (group_name -> UTC ISO 8601), when known."""
+    started = started or {}
+    suites = ET.Element("testsuites", name="riscv-kvm-rig", **_counts(cases))
     by_suite: dict[str, list[Case]] = {}
     for case in cases:
-        by_suite.setdefault(f"{case.kernel}.{case.suite}", []).append(case)
-    tags = {FAIL: "failure", ERROR: "error", KNOWN_DEVIATION: "skipped", SKIP: "skipped"}
+        by_suite.setdefault(group_name(case), []).append(case)
     for name, members in by_suite.items():
-        suite = ET.SubElement(
-            suites, "testsuite", name=name, tests=str(len(members)),
-            failures=str(sum(c.verdict == FAIL for c in members)),
-            errors=str(sum(c.verdict == ERROR for c in members)),
-            skipped=str(sum(c.verdict in (KNOWN_DEVIATION, SKIP) for c in members)),
-        )
+        when = {"timestamp": started[name]} if name in started else {}
+        suite = ET.SubElement(suites, "testsuite", name=name, **_counts(members), **when)
         for case in members:
-            element = ET.SubElement(suite, "testcase", classname=name, name=case.id,
-                                    time=f"{case.duration:.3f}")
-            if case.verdict in tags:
-                message = case.reason if case.verdict != KNOWN_DEVIATION else (
-                    f"known deviation {case.rule}: {case.reason}")
-                detail = ET.SubElement(element, tags[case.verdict], message=message)
-                detail.text = (f"outcome: {json.dumps(case.outcome)}\nexpected: {case.expected}"
-                               + (f"\nlog: {case.log}" if case.log else "")
-                               + (f"\nrerun: {case.rerun}" if case.rerun else ""))
+            _junit_case(suite, name, case)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

@@ -111,3 +111,11 @@ def test_from_cases_one_subtest_per_kernel_and_suite():
     assert inner[0].reason == "arch_timer.c: flaky # sometimes"
     assert inner[1].diagnostics == ["boom", "log: k1/kselftest-kvm/steal_time.log"]
     assert doc.problems() == [] and doc.results[1].subtests.problems() == []
+
+
+def test_a_deviation_names_its_rule_once() -> None:
+    rule = "kvm-unconfigured-counter-traps"
+    deviation = Case("counters/VS/cycle", "counters", "known-deviation", kernel="k1", rule=rule,
+                     reason=f"{rule}: a VS read returns a value")
+    inner = ktap.parse(ktap.write(ktap.from_cases([deviation]))).results[0].subtests.results
+    assert inner[0].reason == f"{rule}: a VS read returns a value"
