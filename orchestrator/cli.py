@@ -45,7 +45,7 @@ from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, R
 from orchestrator.lava import export as lava_export
 from orchestrator.lava import replay as lava_replay
 from orchestrator.suites import Suite, registry
-from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
+from orchestrator.targets.qemu import QemuTarget, console_tail, qemu_for, share_args
 from orchestrator.targets.ssh import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
@@ -93,7 +93,7 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
     extra_args: tuple[str, ...] = ()
     machine = rig.qemu
     if suite is not None:
-        machine = runner.qemu_for(suite.needs(), rig.qemu)
+        machine = qemu_for(suite.needs(), rig.qemu)
         share = suite.host_share(rig, spec)
         extra_args = share_args({suite.name: share} if share else {})
     if ssh_entry is not None:

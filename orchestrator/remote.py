@@ -18,48 +18,29 @@ suite reconnects.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 import time
-from pathlib import Path
 
 from orchestrator import __version__, guest, image
 from orchestrator.budget import Budget
-from orchestrator.config import RigConfig, SshTarget, default_config_path
+from orchestrator.config import RigConfig, SshTarget
 from orchestrator.errors import InfraError
+from orchestrator.execution import Execution, rerun_command
 from orchestrator.plan import Plan, make
-from orchestrator.results import Case, RunRecord
-from orchestrator.runner import KernelRun, peak_rss_mib
+from orchestrator.results import RunRecord
+from orchestrator.runner import peak_rss_mib
 from orchestrator.suites import Suite
 from orchestrator.targets.ssh import SshTarget as SshConnection
-from orchestrator.verdicts import ERROR, FAIL, SKIP
 
 
-def rerun_command(rig: RigConfig, target: str, only: str | None = None) -> str:
-    args = ["orchestrator"]
-    if rig.path != default_config_path().resolve():
-        args += ["-c", str(rig.path)]
-    args += ["run", "--target", target]
-    if only:
-        args += ["--only", only]
-    return shlex.join(args)
-
-
-class TargetRun(KernelRun):
+class TargetRun:
     """The plan's suites on one ssh target, cases recorded under the target's name."""
 
     def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, entry: SshTarget,
                  budget: Budget) -> None:
-        # KernelRun's suite running and error cases, without a kernel to build
         self.rig, self.plan, self.record, self.budget = rig, plan, record, budget
         self.entry = entry
-
-    def add(self, case: Case, log: Path | None = None) -> None:
-        case.kernel = self.entry.name
-        case.log = case.log or (self.record.relative(log) if log else "")
-        if case.verdict in (FAIL, ERROR):
-            case.rerun = rerun_command(self.rig, self.entry.name, case.id)
-        self.record.add(case)
+        self.execution = Execution(rig, record, entry.name, plan.cases, on_target=True)
 
     def run(self) -> None:
         target = SshConnection(self.entry, self.record.dir / self.entry.name, self.budget,
@@ -71,7 +52,7 @@ class TargetRun(KernelRun):
             self._start(target, about)
         except InfraError as exc:
             print(f"[{target.label}] {exc.message}", file=sys.stderr)
-            self.fail_all(list(self.plan.suites), exc)
+            self.execution.fail(self.plan.suites, exc)
             target.close()
             self.record.set_manifest()
             return
@@ -102,21 +83,16 @@ class TargetRun(KernelRun):
             try:
                 target.connect()
             except InfraError as exc:
-                self.fail_all([suite], exc)
+                self.execution.fail([suite], exc)
                 return
         adapted = suite.adapt(target.capabilities)
         if adapted.cfg != suite.cfg:
             about.setdefault("adapted", {})[suite.name] = dataclasses.asdict(adapted.cfg)
-        unmet = adapted.needs().unmet(target.capabilities)
-        if unmet:
-            print(f"[{target.label}] {suite.name}: skipped: {unmet}", file=sys.stderr)
-            for cid in self.plan.cases[suite.name]:
-                self.add(suite.case(cid, SKIP, reason=unmet, outcome={"kind": "skipped"}))
-            return
         started = time.monotonic()
-        self.run_suite(adapted, target)
-        about.setdefault("suite_seconds", {})[suite.name] = round(time.monotonic() - started, 1)
-        self.record.flush()
+        if self.execution.suite(adapted, target, target.label):
+            about.setdefault("suite_seconds", {})[suite.name] = round(
+                time.monotonic() - started, 1)
+            self.record.flush()
 
 
 def run(rig: RigConfig, entry: SshTarget, only: str | None = None) -> RunRecord:
@@ -127,7 +103,7 @@ def run(rig: RigConfig, entry: SshTarget, only: str | None = None) -> RunRecord:
     record.set_manifest(
         rig_version=__version__,
         config=str(rig.path),
-        reproduce=rerun_command(rig, entry.name, only),
+        reproduce=rerun_command(rig, only, target=entry.name),
         suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
         kernels={},
     )

@@ -6,14 +6,12 @@ shares a machine (as in `orchestrator run`) is recorded against a
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import QemuConfig, RigConfig
 from orchestrator.errors import InfraError
-from orchestrator.runner import qemu_for
+from orchestrator.execution import machine_groups
 from orchestrator.suites import Suite
 from orchestrator.targets import CommandResult
 from orchestrator.targets.qemu import machine_capabilities
@@ -108,15 +106,6 @@ class RecordingTarget(LavaHost):
         return self._next_id
 
 
-def groups(suites: Iterable[Suite], qemu: QemuConfig) -> list[tuple[QemuConfig, list[Suite]]]:
-    """Suites whose needs give the same machine share a boot, as in `orchestrator run`:
-    in run order, the groups that measure wall-clock time (exclusive) last."""
-    grouped = [(machine, list(members)) for machine, members
-               in itertools.groupby(suites, key=lambda s: qemu_for(s.needs(), qemu))]
-    return ([g for g in grouped if not g[1][0].needs().exclusive]
-            + [g for g in grouped if g[1][0].needs().exclusive])
-
-
 def record_boots(rig: RigConfig, suites: list[Suite], cases: dict[str, list[str]],
                  work: Path) -> tuple[list[Boot], dict[str, dict[str, Any]]]:
     """Every boot of a kernel's job, with the commands each runs; and the suites a
@@ -124,11 +113,14 @@ def record_boots(rig: RigConfig, suites: list[Suite], cases: dict[str, list[str]
     boots: list[Boot] = []
     skipped: dict[str, dict[str, Any]] = {}
     next_id = 1
-    for position, (machine, members) in enumerate(groups(suites, rig.qemu)):
-        name = "boot" if position == 0 else members[0].name
-        target = RecordingTarget(name, machine, work, rig.timeouts.command,
+    # in run order, the groups that measure wall-clock time (exclusive) last, as
+    # `orchestrator run` runs them; the job's first boot is named "boot"
+    ordered = sorted(machine_groups(suites, rig.qemu), key=lambda group: group.exclusive)
+    for position, group in enumerate(ordered):
+        name = "boot" if position == 0 else group.suites[0].name
+        target = RecordingTarget(name, group.machine, work, rig.timeouts.command,
                                  len(boots) + 1, next_id, name)
-        for suite in members:
+        for suite in group.suites:
             unmet = suite.needs().unmet(target.capabilities)
             if unmet is None:
                 target.record(suite, cases[suite.name])

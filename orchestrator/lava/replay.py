@@ -6,6 +6,7 @@ junit.xml, results.ktap, report.md)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import shlex
@@ -14,18 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, compare, report, store
-from orchestrator.config import KernelSpec, RigConfig
+from orchestrator import __version__, report, store
+from orchestrator.config import RigConfig
 from orchestrator.errors import BadInput, InfraError, tail
+from orchestrator.execution import Execution, add_differs
 from orchestrator.lava.export import PLAN_FILE
 from orchestrator.lava.jobs import Boot, LavaHost
 from orchestrator.lava.logs import BootLog, JobLog, Recorded, read_log
-from orchestrator.results import DIFFERS, Case, RunRecord
-from orchestrator.runner import rerun_command
+from orchestrator.results import RunRecord
 from orchestrator.suites import Suite, SuiteConfig, registry
 from orchestrator.targets import CommandResult
 from orchestrator.targets.qemu import machine_capabilities
-from orchestrator.verdicts import FAIL, SKIP
 
 
 class ReplayTarget(LavaHost):
@@ -125,25 +125,19 @@ def _log_path(directory: Path, kernel_name: str) -> Path | None:
     return None
 
 
-def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str,
-         log: Path | None) -> None:
-    case.kernel = kernel_name
-    case.log = case.log or (record.relative(log) if log else "")
-    if case.verdict in (FAIL, "error"):
-        case.rerun = rerun_command(rig, [kernel_name], case.id)
-    record.add(case)
-
-
 def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str, Any],
                    suites_cfg: dict[str, Any], job: JobLog | None, log_file: Path | None) -> None:
     boots = [Boot.from_json(b) for b in entry["boots"]]
     spec = rig.kernel(name) if any(k.name == name for k in rig.kernels) else None
     log_dir = record.dir / name
-    for suite_name, skip in entry.get("skipped", {}).items():
-        suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
-        for cid in skip["ids"]:
-            _add(record, rig, suite.case(cid, SKIP, reason=skip["reason"],
-                                         outcome={"kind": "skipped"}), name, None)
+    skipped = entry.get("skipped", {})
+    cases = {suite_name: skip["ids"] for suite_name, skip in skipped.items()}
+    for boot in boots:  # a suite's boots (latency boots several times) serve one list
+        for suite_name, ids in boot.suites.items():
+            cases.setdefault(suite_name, ids)
+    execution = Execution(rig, record, name, cases)
+    for suite_name, skip in skipped.items():
+        execution.skip(_suite(suite_name, suites_cfg.get(suite_name), rig), skip["reason"])
     for group, members in itertools.groupby(boots, key=lambda b: b.group):
         group_boots = list(members)
         target = ReplayTarget(f"{name} {group} (LAVA)", group_boots,
@@ -155,38 +149,13 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
                           lava_boots=[b.index for b in group_boots],
                           qemu_command=logged[0].command_line if logged else "",
                           log=str(log_file) if log_file else None)
-        order = dict.fromkeys(s for b in group_boots for s in b.suites)
-        for suite_name in order:
+        for suite_name in dict.fromkeys(s for b in group_boots for s in b.suites):
             suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
-            ids = next(b.suites[suite_name] for b in group_boots if suite_name in b.suites)
-            unmet = suite.needs().unmet(target.capabilities)
-            if unmet:
-                for cid in ids:
-                    _add(record, rig, suite.case(cid, SKIP, reason=unmet,
-                                                 outcome={"kind": "skipped"}),
-                         name, target.console_log)
-                continue
-            _replay_suite(rig, record, suite, ids, target, name, spec)
+            # suites that read what they packed (cached) find it again
+            setup = functools.partial(suite.host_files, rig, spec) if spec else None
+            execution.suite(suite, target, target.label, target.console_log, timed=False,
+                            setup=setup)
         record.flush()
-
-
-def _replay_suite(rig: RigConfig, record: RunRecord, suite: Suite, ids: list[str],
-                  target: ReplayTarget, name: str, spec: KernelSpec | None) -> None:
-    done: set[str] = set()
-    try:
-        if spec is not None:
-            suite.host_files(rig, spec)  # suites that read what they packed (cached)
-        for case in suite.run(target, ids):
-            _add(record, rig, case, name, target.console_log)
-            done.add(case.id)
-    except InfraError as exc:
-        print(f"[{target.label}] {suite.name}: {exc.message}", file=sys.stderr)
-        for case in suite.errors([i for i in ids if i not in done], exc.message, exc.details):
-            _add(record, rig, case, name, target.console_log)
-        return
-    for case in suite.errors([i for i in ids if i not in done],
-                             f"suite {suite.name} did not report this case"):
-        _add(record, rig, case, name, target.console_log)
 
 
 def import_run(rig: RigConfig, directory: Path) -> RunRecord:
@@ -219,12 +188,7 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
             record.manifest["kernels"][name]["lava_job"] = {
                 "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
                 "boots_logged": sorted(job.boots)}
-    baseline = kernels[0]
-    for diff in compare.behaviour(record.cases, baseline):
-        record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
-                        kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
-                        expected=f"as on {baseline}",
-                        rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
+    add_differs(rig, record, kernels[0])
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()

@@ -10,6 +10,7 @@ target is closed, whatever happened, Ctrl-C included.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import re
@@ -24,7 +25,7 @@ import pexpect
 from orchestrator.budget import Budget
 from orchestrator.config import QemuConfig
 from orchestrator.errors import TAIL_LINES, InfraError, tail
-from orchestrator.targets import Capabilities, CommandResult
+from orchestrator.targets import Capabilities, CommandResult, Needs
 
 READY = re.compile(rb"RIG-READY[^\r\n]*\r*\n")
 # What the kernel prints when it is no longer trustworthy.
@@ -291,3 +292,21 @@ def _kill_pidfile(pidfile: Path) -> None:
     except (OSError, ProcessLookupError):
         pass
     pidfile.unlink(missing_ok=True)
+
+
+ICOUNT = "shift=0,sleep=off"
+
+
+def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
+    """The QEMU machine that serves needs: icount for exact timing, the CPU count,
+    the memory, AIA, TCG threading; what needs leave alone stays as rig.yaml has it."""
+    machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
+                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus),
+                                  tcg_thread="single" if needs.one_tcg_thread
+                                  else qemu.tcg_thread)
+    if needs.memory_mb and qemu.memory_mb < needs.memory_mb:
+        machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
+    if needs.aia and not has_aia(qemu):
+        machine = dataclasses.replace(machine, machine=f"{qemu.machine},{AIA_MACHINE}",
+                                      cpu=f"{qemu.cpu},{AIA_CPU}")
+    return machine
