@@ -229,6 +229,14 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
     raise BadInput(f"{given}: no run there (no {' nor '.join(looked)})")
 
 
+def _manifest(run_dir: Path) -> dict:
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def _sides(run_dir: Path) -> dict[str, Side]:
     try:
         cases = results.load_cases(run_dir)
@@ -251,8 +259,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise BadInput(f"compare: {dir_a.name} and {dir_b.name} share no kernel"
                        " and do not hold one kernel each")
     out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
-    cases = [c for pair in pairs for side in pair for c in side.cases]
-    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", cases, pairs)
+    sides = list({s.label: s for pair in pairs for s in pair}.values())
+    kernels = {f"{run_dir.name}:{name}": built for run_dir in (dir_a, dir_b)
+               for name, built in _manifest(run_dir).get("kernels", {}).items()}
+    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", sides, pairs,
+                               {s.label: kernels[s.label] for s in sides if s.label in kernels})
     print("\n".join(report.headline(comparisons)))
     print(f"report: {out / 'report.md'}")
     return EXIT_OK
@@ -318,6 +329,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     rig = _load(args)
     if args.from_run:
         run_dir = _run_dir(rig, args.from_run)
+        if not results.finished(run_dir):
+            raise BadInput(f"--from {args.from_run}: run {run_dir.name} has not finished (its"
+                           " manifest.json says no 'finished': still being written, or"
+                           " killed); a nightly compares complete runs only")
         cases = results.load_cases(run_dir)
         run_code = results.exit_code(cases)
     else:
@@ -350,7 +365,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         for given in args.dirs:
             # a results directory stands for the runs in it, oldest first
             runs = [given] if (given / "manifest.json").is_file() else sorted(
-                (d for d in given.glob("*") if (d / "manifest.json").is_file()),
+                (d for d in given.glob("*")
+                 if (d / "manifest.json").is_file() and not d.is_symlink()),
                 key=lambda d: (d / "manifest.json").stat().st_mtime)
             if not runs:
                 bad.append(f"{given}: no run directory (manifest.json) there")

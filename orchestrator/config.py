@@ -77,7 +77,7 @@ class TimeoutsConfig:
 
 
 # What may turn `orchestrator nightly` red (exit 1), compared with the previous run.
-NIGHTLY_CHECKS = ("new-failures", "slower")
+NIGHTLY_CHECKS = ("new-failures", "slower", "gone-cases")
 
 
 @dataclass(frozen=True)

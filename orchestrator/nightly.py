@@ -21,8 +21,9 @@ and each measurement is compared with orchestrator.compare.measurements
 
 Exit code: the run's own meanings first (2 bad input, 3 infrastructure,
 130 interrupted); else 1 when rig.yaml `nightly.fail_on` names a change that
-happened (`new-failures`, `slower`), else 0: a failure known from the
-previous night does not turn the nightly red again.
+happened (`new-failures`, `slower`, `gone-cases`: cases the previous run had
+that this one lacks, e.g. a suite that stopped running), else 0: a failure
+known from the previous night does not turn the nightly red again.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def since_previous(db: store.Store, run: store.StoredRun) -> list[KernelChanges]
 def exit_code(run_code: int, found: list[KernelChanges], policy: NightlyConfig) -> int:
     if run_code == EXIT_INFRA:
         return EXIT_INFRA
-    red = (("new-failures" in policy.fail_on and any(k.cases["new-failures"] for k in found))
+    red = (any(k.cases[kind] for kind in ("new-failures", "gone-cases") if kind in policy.fail_on
+               for k in found)
            or ("slower" in policy.fail_on and any(k.slower() for k in found)))
     return EXIT_TEST_FAILURE if red else EXIT_OK
 
@@ -232,6 +234,10 @@ def summary(found: list[KernelChanges]) -> list[str]:
                      + (f": {kinds}" if kinds else ""))
         for c in k.cases["new-failures"]:
             lines.append(f"  new failure: {c.id}: {c.why}")
+        gone = k.cases["gone-cases"]
+        if gone:
+            lines.append(f"  gone: {len(gone)} case(s) of {k.baseline_run} not run:"
+                         f" {', '.join(c.id for c in gone[:5])}{', ...' if len(gone) > 5 else ''}")
         for cid in k.slower():
             m = k.measurements[cid]
             lines.append(f"  slower: {cid}: {m['difference']:+.1f} {m['unit']} ({m['rule']})")

@@ -112,4 +112,5 @@ def run(rig: RigConfig, entry: SshTarget, only: str | None = None) -> RunRecord:
     finally:
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.flush()
+    record.finish()
     return record

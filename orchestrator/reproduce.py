@@ -77,7 +77,7 @@ def find_case(results_dir: Path, case_id: str, kernel: str | None,
         candidates = [run_dir]
     else:
         candidates = sorted((d for d in results_dir.iterdir()
-                             if (d / "manifest.json").is_file()),
+                             if (d / "manifest.json").is_file() and not d.is_symlink()),
                             key=lambda d: (d / "manifest.json").stat().st_mtime, reverse=True
                             ) if results_dir.is_dir() else []
     for directory in candidates:

@@ -7,7 +7,13 @@ results/<run-id>/ holds:
   atomically after each suite and at the end (rebuilt from the .jsonl by
   `RunRecord.load` if the run died before);
 - junit.xml, results.ktap (orchestrator.ktap: every suite as KTAP), manifest.json
-  and one console log per boot (TuxRun-style).
+  and one console log per boot (TuxRun-style);
+- kcidb.json (orchestrator.kcidb) once the run is over.
+
+A run is complete when its manifest says when it finished (`finished`, set by
+`RunRecord.finish` after the last case and report): a run without it is still
+being written, or died, and is never a nightly's baseline. results/latest
+points at the last run that finished.
 
 A case is typed data: verdict, structured outcome, optional measurement.
 Comparisons and reports read these fields, never the prose in `reason`.
@@ -31,6 +37,7 @@ SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"results-v{SCHEMA_VERSION}.json"
 # The pseudo-suite of cases that behave differently than on the baseline kernel.
 DIFFERS = "differs"
+LATEST = "latest"  # results/latest: the last run that finished
 
 
 @dataclass
@@ -160,8 +167,30 @@ class RunRecord:
             _write_atomic(self.dir / "junit.xml", junit_xml(cases, dict(self.started)))
             _write_atomic(self.dir / "results.ktap", ktap.write(ktap.from_cases(cases)))
 
+    def finish(self) -> None:
+        """Mark the run complete (manifest `finished`), write kcidb.json and point
+        results/latest at it; after the last case and report only."""
+        from orchestrator import kcidb  # it builds on this module's Case
+
+        self.set_manifest(finished=_utc(time.time()))
+        _write_atomic(self.dir / kcidb.FILE_NAME, json.dumps(
+            kcidb.document(self.run_id, self.cases, self.manifest), indent=1) + "\n")
+        latest = self.dir.parent / LATEST
+        partial = latest.with_name(f".{LATEST}.{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        partial.symlink_to(self.dir.name)
+        os.replace(partial, latest)  # scripts never see it missing
+
     def exit_code(self) -> int:
         return exit_code(self.cases)
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run in run_dir completed (its manifest says when it finished)."""
+    try:
+        return bool(json.loads((run_dir / "manifest.json").read_text()).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def results_json(run_id: str, cases: list[Case]) -> str:

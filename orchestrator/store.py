@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case, exit_code, load_cases
+from orchestrator.results import Case, exit_code, finished, load_cases
 
 STORE_NAME = "rig.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -186,10 +186,13 @@ class Store:
 
     def add_run(self, run_dir: Path, cases: list[Case], manifest: dict[str, Any],
                 code: int | None, recorded: float | None = None,
-                host: str | None = None) -> bool:
-        """Store one run (replacing an earlier copy of it); False if it was there unchanged."""
+                host: str | None = None, complete: bool = True) -> bool:
+        """Store one run (replacing an earlier copy of it); False if it was there unchanged.
+        complete: False for a run that did not finish; like a run of some cases
+        (--only), it is then never a baseline nor a point of a trend."""
         run_id = run_dir.name
-        partial = bool(manifest.get("only")) or "--only" in manifest.get("reproduce", "")
+        partial = (not complete or bool(manifest.get("only"))
+                   or "--only" in manifest.get("reproduce", ""))
         payload = json.dumps(manifest, sort_keys=True)
         qemu = manifest.get("qemu", {}).get("version")
         with _transaction(self.db):
@@ -227,7 +230,8 @@ class Store:
         return True
 
     def import_dir(self, run_dir: Path) -> bool:
-        """Store a run directory as written by `orchestrator run`; False if already stored."""
+        """Store a run directory as written by `orchestrator run`; False if already stored.
+        A run that has not finished (still being written, or killed) is stored as partial."""
         try:
             cases = load_cases(run_dir)
             manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -236,7 +240,8 @@ class Store:
                            ) from None
         # the run's own time: its manifest, written as it went
         recorded = (run_dir / "manifest.json").stat().st_mtime
-        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded)
+        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded,
+                            complete=finished(run_dir))
 
     # -- reading ------------------------------------------------------------------
 
