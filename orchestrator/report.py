@@ -169,14 +169,19 @@ def _verdict_lines(cid: str, comparisons: list[dict]) -> list[str]:
     return lines
 
 
-def _axis_limits(values: list[float], reported: list[float]) -> tuple[float, float]:
-    """The windows' 2nd-98th percentile and every reported figure: a few outlying
-    windows (an interrupt in one window) must not squash the figures compared."""
+def _axis_limits(per_side: list[list[float]], reported: list[float]) -> tuple[float, float]:
+    """Every reported figure and each side's windows up to its whiskers (1.5 IQR beyond
+    the quartiles, as a box plot draws them): a few outlying windows (an interrupt in
+    one window) must not squash the figures compared into one line."""
     import numpy as np
 
-    low, high = np.percentile(values, [2, 98]) if values else (min(reported), max(reported))
-    low, high = min(low, *reported), max(high, *reported)
-    pad = (high - low) * 0.15 or abs(high) * 0.01 or 1.0
+    low, high = min(reported), max(reported)
+    for windows in per_side:
+        if windows:
+            q1, q3 = np.percentile(windows, [25, 75])
+            low = min(low, max(q1 - 1.5 * (q3 - q1), min(windows)))
+            high = max(high, min(q3 + 1.5 * (q3 - q1), max(windows)))
+    pad = (high - low) * 0.25 or abs(high) * 0.02 or 1.0
     return float(low - pad), float(high + pad)
 
 
@@ -211,7 +216,7 @@ def measurement_figure(title: str, sides: list[Side], comparisons: list[dict]) -
                     color="tab:red", label="reported figure" if position == mine[0][0] else None)
             ax.annotate(f"{case.measurement.value:.1f}", (position, case.measurement.value),
                         xytext=(8, 0), textcoords="offset points", va="center", fontsize=9)
-        low, high = _axis_limits(windows, reported)
+        low, high = _axis_limits([_windows(case) for _, _, case in mine], reported)
         ax.set_ylim(low, high)
         outside = sum(not low <= w <= high for w in windows)
         if outside:
