@@ -208,6 +208,9 @@ class RigConfig:
         return self.targets[name]
 
 
+RESULTS_ENV = "RIG_RESULTS_DIR"
+
+
 def default_cache_dir() -> Path:
     explicit = os.environ.get("RIG_CACHE_DIR")
     if explicit:
@@ -505,7 +508,8 @@ def _targets(reader: _Reader, value: Any) -> dict[str, SshTarget]:
 
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
-    its `results_dir`, else results_dir, else ./results."""
+    its `results_dir`, else results_dir, else $RIG_RESULTS_DIR, else ./results
+    (as the cache goes to `cache_dir`, else $RIG_CACHE_DIR)."""
     path = Path(path or default_config_path()).resolve()
     doc = read_yaml(path)
     reader = _Reader(path)
@@ -569,7 +573,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         sources=sources,
         kernels=kernels,
         cache_dir=directory("cache_dir", default_cache_dir()),
-        results_dir=directory("results_dir", (results_dir or Path("results")).resolve()),
+        results_dir=directory("results_dir", (results_dir or Path(
+            os.environ.get(RESULTS_ENV) or "results")).resolve()),
         suites=suites,
         timeouts=timeouts,
         nightly=nightly,

@@ -1,6 +1,7 @@
 """The results store: every run, case and measurement in one SQLite database.
 
-results/rig.sqlite sits beside the run directories it indexes. Run
+results/rig.sqlite sits beside the run directories it indexes ($RIG_STORE puts
+it elsewhere: run directories are then recorded by absolute path). Run
 directories stay the source of truth (results.json, manifest.json); the
 store makes questions across runs cheap: the previous run of a kernel, a
 figure over the last N runs.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import socket
 import sqlite3
 import time
@@ -34,6 +36,7 @@ from orchestrator.errors import BadInput, InfraError
 from orchestrator.results import Case, exit_code, finished, load_cases
 
 STORE_NAME = "rig.sqlite"
+STORE_ENV = "RIG_STORE"
 BUSY_TIMEOUT_MS = 60_000
 
 MIGRATIONS: list[str] = [
@@ -95,7 +98,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def path_for(results_dir: Path) -> Path:
-    return results_dir / STORE_NAME
+    """results_dir/rig.sqlite, or $RIG_STORE: a CI job that keeps only the rig's cache
+    between nights keeps the store there and starts each night with an empty results/."""
+    explicit = os.environ.get(STORE_ENV)
+    return Path(explicit).resolve() if explicit else results_dir / STORE_NAME
 
 
 @dataclass(frozen=True)
