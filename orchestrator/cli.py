@@ -29,24 +29,30 @@ from orchestrator import (
     nightly,
     plan,
     provision,
-    remote,
     report,
     reproduce,
     results,
     runner,
     squad,
-    sshhost,
     store,
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
-from orchestrator.entry import EXIT_INTERRUPTED
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BadInput,
+    RigError,
+)
 from orchestrator.lava import export as lava_export
 from orchestrator.lava import replay as lava_replay
 from orchestrator.suites import Suite, registry
-from orchestrator.targets.qemu import QemuTarget, console_tail, qemu_for, share_args
-from orchestrator.targets.ssh import SshTarget
+from orchestrator.targets import kinds, open_target
+from orchestrator.targets.qemu import QemuBoot, QemuTarget, console_tail, qemu_for, share_args
+from orchestrator.targets.ssh import SshEntry, emulated
+from orchestrator.targets.ssh.connection import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
 
@@ -76,7 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _boot(args: argparse.Namespace, extra_append: str = "",
-          ssh_entry: list[config.SshTarget] | None = None,
+          ssh_entry: list[SshEntry] | None = None,
           suite: Suite | None = None, rig: config.RigConfig | None = None) -> QemuTarget:
     """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too; with
     suite, on the machine that suite's needs give (rig.yaml's settings), its share
@@ -97,14 +103,14 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
         share = suite.host_share(rig, spec)
         extra_args = share_args({suite.name: share} if share else {})
     if ssh_entry is not None:
-        initramfs, extra_args, entry = sshhost.prepare(
+        initramfs, extra_args, entry = emulated.prepare(
             rig.cache_dir, initramfs, rig.results_dir / "boots" / f"{boot_name}-ssh",
             f"{args.kernel}-ssh")
         ssh_entry.append(entry)
-        extra_append = " ".join(filter(None, (extra_append, sshhost.KERNEL_ARG)))
-    target = QemuTarget(machine, built.image, initramfs, rig.results_dir / "boots",
-                        label=args.kernel, budget=Budget(timeouts), boot_name=boot_name,
-                        extra_append=extra_append, extra_args=extra_args)
+        extra_append = " ".join(filter(None, (extra_append, emulated.KERNEL_ARG)))
+    boot = QemuBoot(boot_name, machine, built.image, initramfs, label=args.kernel,
+                    extra_append=extra_append, extra_args=extra_args)
+    target: QemuTarget = open_target(boot, rig.results_dir / "boots", Budget(timeouts), rig)
     print(f"[{args.kernel}] booting; console log: {target.console_log}", file=sys.stderr)
     try:
         seconds = target.boot()
@@ -120,12 +126,12 @@ def cmd_boot_ssh(args: argparse.Namespace) -> int:
         raise BadInput("boot --ssh: takes no command; use the ssh command it prints")
     # Ctrl-C ends it, even when started where SIGINT is ignored (a script's `&`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    entries: list[config.SshTarget] = []
+    entries: list[SshEntry] = []
     with _boot(args, ssh_entry=entries) as target:
         entry = entries[0]
         snippet = entry.key_file.parent / "target.yaml"
-        snippet.write_text(sshhost.entry_yaml(entry))
-        print(f"[{args.kernel}] host key {sshhost.fingerprint(entry.known_hosts)}",
+        snippet.write_text(emulated.entry_yaml(entry))
+        print(f"[{args.kernel}] host key {emulated.fingerprint(entry.known_hosts)}",
               file=sys.stderr)
         print(SshTarget(entry, entry.key_file.parent, target.budget).ssh_command())
         print(f"rig.yaml target entry: {snippet}")
@@ -189,9 +195,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     rig = _load(args)
     if args.target and rig.target(args.target):
         if args.kernel:
-            raise BadInput(f"run --target {args.target}: an ssh target runs the kernel it has;"
-                           " --kernel does not apply")
-        record = remote.run(rig, rig.target(args.target), args.only)
+            raise BadInput(f"run --target {args.target}: a {rig.target(args.target).type} target"
+                           " runs the kernel it has; --kernel does not apply")
+        record = runner.run_target(rig, rig.target(args.target), args.only)
         args.kernel = [args.target]
     else:
         record = runner.run(rig, args.kernel, args.only)
@@ -200,8 +206,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(case.to_json(), indent=2))
         for name in args.kernel or [k.name for k in rig.kernels]:
             log, what = record.console_log(name), "console"
-            if args.target and rig.target(args.target):
-                log, what = log.parent / f"{name}.ssh.log", "ssh session"
+            if args.target and (entry := rig.target(args.target)):
+                kind = kinds()[entry.type]
+                log, what = kind.session_log(entry, log.parent), kind.session
             print(f"--- {what} of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
             print(console_tail(log, CONSOLE_CONTEXT_LINES))
     print(report.summary_table(record.cases))

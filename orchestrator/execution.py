@@ -1,7 +1,7 @@
 """One path from a suite's planned cases to recorded cases, whatever the target.
 
 A direct run (orchestrator.runner: the QEMU boots the rig makes), a run on an
-ssh host (orchestrator.remote) and the replay of a LAVA job's log
+ssh host (orchestrator.runner.run_target) and the replay of a LAVA job's log
 (orchestrator.lava.replay) all record through an `Execution`:
 - every case is stamped with the name it ran under (the kernel, or the ssh
   target), its console log and, for a failure or an error, the command that

@@ -2,7 +2,7 @@
 reporting database, which kernel CI systems submit to with `kcidb-submit`.
 
 Mapping: one checkout per kernel source and patch stack, one build per kernel
-(its identity is the kernel's, `kernel.build_version`: the same kernel built
+(its identity is the kernel's, `identity.build_version`: the same kernel built
 on another night is the same build), one test per case, its id the run's (a
 test execution happens once). Verdicts: pass, fail, error and skip keep their
 names; a known deviation is a SKIP (KVM broke a documented rule: it is known,
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.kernel import build_version, git_commit
-from orchestrator.results import Case
+from orchestrator.identity import build_version, git_commit
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
+
+if TYPE_CHECKING:  # results writes the document with this module; Case is a type here
+    from orchestrator.results import Case
 
 ORIGIN = "riscv_kvm_rig"
 FILE_NAME = "kcidb.json"

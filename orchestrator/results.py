@@ -30,7 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import kcidb, ktap
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
+from orchestrator.ktap import group_name
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, SKIP
 
 SCHEMA_VERSION = 1
@@ -159,8 +161,6 @@ class RunRecord:
 
     def flush(self) -> None:
         """results.json, junit.xml and results.ktap from every case so far."""
-        from orchestrator import ktap  # it builds on this module's Case
-
         with self._lock:
             cases = list(self.cases)
             _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))
@@ -170,8 +170,6 @@ class RunRecord:
     def finish(self) -> None:
         """Mark the run complete (manifest `finished`), write kcidb.json and point
         results/latest at it; after the last case and report only."""
-        from orchestrator import kcidb  # it builds on this module's Case
-
         self.set_manifest(finished=_utc(time.time()))
         _write_atomic(self.dir / kcidb.FILE_NAME, json.dumps(
             kcidb.document(self.run_id, self.cases, self.manifest), indent=1) + "\n")
@@ -225,11 +223,6 @@ def exit_code(cases: list[Case]) -> int:
     if FAIL in verdicts:
         return EXIT_TEST_FAILURE
     return EXIT_OK
-
-
-def group_name(case: Case) -> str:
-    """A kernel's suite, as JUnit's testsuite and KTAP's subtest are named."""
-    return f"{case.kernel}.{case.suite}"
 
 
 def _utc(seconds: float) -> str:

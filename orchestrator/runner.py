@@ -9,6 +9,21 @@ error stays local: the cases it prevented become `error` cases carrying its
 cause, and the run goes on with the next suite or kernel. After all
 kernels, each case is compared with the same case on the run's first
 kernel: a different behaviour is a failure of its own (suite `differs`).
+
+`orchestrator run --target NAME` with a standing target (rig.yaml `targets:`,
+e.g. an ssh host; orchestrator.targets): nothing is built or booted. The rig
+connects, records what it found (`uname -a`, the kernel config, the CPUs' ISA
+strings, the capabilities) in manifest.json, copies the guest-test binaries
+to the place they have in the rig's own host (/usr/lib/rig), then runs the
+suites in the same order and with the same judging as on QEMU. The cases'
+`kernel` is the target's name.
+
+A suite first adapts to the target (Suite.adapt: latency measures
+wall-clock time where exact timing is missing); a suite whose needs the
+target still cannot meet is skipped with Needs.unmet()'s reason. An
+infrastructure error (a lost connection, a timeout) turns the cases it
+prevented into `error` cases; the cases before it are kept, and the next
+suite reconnects.
 """
 
 from __future__ import annotations
@@ -24,10 +39,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from orchestrator import __version__, disasm, guest, kernel, report, store
+from orchestrator import __version__, disasm, guest, image, kernel, report, store
 from orchestrator.budget import Budget
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError
@@ -35,7 +52,8 @@ from orchestrator.execution import Execution, Group, add_differs, machine_groups
 from orchestrator.plan import Plan, make
 from orchestrator.results import RunRecord
 from orchestrator.suites import Suite
-from orchestrator.targets.qemu import QemuTarget, share_args
+from orchestrator.targets import StandingTarget, open_target
+from orchestrator.targets.qemu import QemuBoot, QemuTarget, share_args
 
 
 def qemu_version(binary: str) -> str:
@@ -105,11 +123,10 @@ class KernelRun:
         for group in self.groups(exclusive):
             if group.index not in self.initramfs:  # its files could not be built: errors already
                 continue
-            target = QemuTarget(group.machine, self.built.image, self.initramfs[group.index],
-                                self.record.dir / self.spec.name,
-                                label=f"{self.spec.name} {group.name}", budget=self.budget,
-                                boot_name=group.name,
-                                extra_args=share_args(self.shares[group.index]))
+            boot = QemuBoot(group.name, group.machine, self.built.image,
+                            self.initramfs[group.index], label=f"{self.spec.name} {group.name}",
+                            extra_args=share_args(self.shares[group.index]))
+            target = open_target(boot, self.record.dir / self.spec.name, self.budget, self.rig)
             self.record.set_target(self.spec.name, group.name,
                                    suites=[s.name for s in group.suites],
                                    qemu_command=shlex.join(target.command_line()))
@@ -262,4 +279,88 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
     record.finish()
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
+    return record
+
+
+class TargetRun:
+    """The plan's suites on one standing target (an rig.yaml `targets:` entry), cases
+    recorded under the target's name."""
+
+    def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, entry: Any,
+                 budget: Budget) -> None:
+        self.rig, self.plan, self.record, self.budget = rig, plan, record, budget
+        self.entry = entry
+        self.execution = Execution(rig, record, entry.name, plan.cases, on_target=True)
+
+    def run(self) -> None:
+        target: StandingTarget = open_target(self.entry, self.record.dir / self.entry.name,
+                                             self.budget, self.rig)
+        about: dict = {"target": target.about()}
+        self.record.manifest["kernels"][self.entry.name] = about
+        try:
+            self._start(target, about)
+        except InfraError as exc:
+            print(f"[{target.label}] {exc.message}", file=sys.stderr)
+            self.execution.fail(self.plan.suites, exc)
+            target.close()
+            self.record.set_manifest()
+            return
+        try:
+            for suite in self.plan.suites:
+                self._suite(suite, target, about)
+        finally:
+            target.close()
+            self.record.set_manifest()
+
+    def _start(self, target: StandingTarget, about: dict) -> None:
+        print(f"[{target.label}] connecting to {target.address}", file=sys.stderr)
+        about["connect_seconds"] = target.connect()
+        about.update(target.describe(self.record.dir / self.entry.name))
+        if about["machine"] != "riscv64":
+            raise InfraError(f"{target.label}: {target.address} is {about['machine']},"
+                             " not riscv64")
+        print(f"[{target.label}] {about['uname']}", file=sys.stderr)
+        binaries = guest.build(self.rig.cache_dir)
+        target.run(f"mkdir -p /{image.GUEST_TESTS_DIR}")
+        for remote, local in binaries.items():
+            target.put(local, f"/{remote}")
+        about["guest_tests"] = sorted(f"/{remote}" for remote in binaries)
+        self.record.set_manifest()
+
+    def _suite(self, suite: Suite, target: StandingTarget, about: dict) -> None:
+        if not target.running:  # the last suite lost the connection
+            try:
+                target.connect()
+            except InfraError as exc:
+                self.execution.fail([suite], exc)
+                return
+        adapted = suite.adapt(target.capabilities)
+        if adapted.cfg != suite.cfg:
+            about.setdefault("adapted", {})[suite.name] = dataclasses.asdict(adapted.cfg)
+        started = time.monotonic()
+        if self.execution.suite(adapted, target, target.label):
+            about.setdefault("suite_seconds", {})[suite.name] = round(
+                time.monotonic() - started, 1)
+            self.record.flush()
+
+
+def run_target(rig: RigConfig, entry: Any, only: str | None = None) -> RunRecord:
+    """The plan on the standing target entry names (rig.yaml `targets:`)."""
+    plan = make(rig, None, only)
+    record = RunRecord(rig.results_dir)
+    print(f"run {record.run_id}: target {entry.name}, {len(plan.ids())} case(s),"
+          f" results in {record.dir}", file=sys.stderr)
+    record.set_manifest(
+        rig_version=__version__,
+        config=str(rig.path),
+        reproduce=rerun_command(rig, only, target=entry.name),
+        suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
+        kernels={},
+    )
+    try:
+        TargetRun(rig, plan, record, entry, Budget(rig.timeouts)).run()
+    finally:
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
+        record.flush()
+    record.finish()
     return record

@@ -4,7 +4,7 @@ squad-client (PyPI), optional: `pip install 'riscv-kvm-rig[squad]'`.
 `--squad URL` names a SQUAD project: https://squad.example.org/GROUP/PROJECT.
 The token comes from $SQUAD_TOKEN (never the command line, which `ps` shows);
 credentials written into the URL (user:password@) are never printed.
-Mapping: each kernel's identity (`kernel.build_version`: release, commit or
+Mapping: each kernel's identity (`identity.build_version`: release, commit or
 Debian version, build key) is a build, so the same kernel on later nights adds
 test runs to the same build, and SQUAD compares builds as kernels change; the
 kernel's name is the environment; each case a test (`<suite>/<rest of the id>`;
@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.kernel import build_version, git_commit
+from orchestrator.identity import build_version, git_commit
 from orchestrator.results import DIFFERS, Case
 from orchestrator.verdicts import ERROR, FAIL, PASS
 

@@ -10,7 +10,7 @@ import yaml
 from orchestrator import config, nightly, squad, store
 from orchestrator.config import NightlyConfig
 from orchestrator.errors import BadInput
-from orchestrator.kernel import build_version
+from orchestrator.identity import build_version
 from orchestrator.results import Case, Measurement
 from orchestrator.suites import outcome_line
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS
