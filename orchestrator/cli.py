@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -55,10 +56,14 @@ from orchestrator.targets.ssh import SshEntry, emulated
 from orchestrator.targets.ssh.connection import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
+# the status of a command that SIGPIPE ended: what a pipeline's reader expects
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def _load(args: argparse.Namespace) -> config.RigConfig:
     rig = config.load(args.config)
+    if args.results_dir is not None:
+        rig = dataclasses.replace(rig, results_dir=args.results_dir.resolve())
     if args.func is not cmd_list:  # every other command writes the cache or results
         rig.check_directories()
     return rig
@@ -180,14 +185,17 @@ def _guest_shell(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     rig = _load(args)
     planned = plan.make(rig, args.kernel, args.only)
+    found_later = {s.name: s.found_at_run_time for s in planned.suites if s.found_at_run_time}
     if args.json:
         print(json.dumps({"kernels": [k.name for k in planned.kernels],
-                          "suites": planned.cases}, indent=2))
+                          "suites": planned.cases, "found_at_run_time": found_later}, indent=2))
     else:
         for cid in planned.ids():
             print(cid)
         print(f"{len(planned.ids())} case(s) on each of {len(planned.kernels)} kernel(s):"
               f" {', '.join(k.name for k in planned.kernels)}", file=sys.stderr)
+        for name, what in found_later.items():
+            print(f"{name}: a run adds the cases it finds as it runs: {what}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -201,6 +209,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.kernel = [args.target]
     else:
         record = runner.run(rig, args.kernel, args.only)
+    if args.json:
+        summary = report.run_summary(record.dir, record.cases, record.exit_code())
+        compared = record.dir / "compare.json"
+        if compared.is_file():
+            summary["comparisons"] = json.loads(compared.read_text())
+        print(json.dumps(summary, indent=1))
+        return summary["exit_code"]
     if args.only:
         for case in record.cases:
             print(json.dumps(case.to_json(), indent=2))
@@ -231,7 +246,7 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
     """A run's directory, given as a path or as a run id under results/."""
     for candidate in (Path(given), rig.results_dir / given):
         if (candidate / "results.json").is_file():
-            return candidate
+            return candidate.resolve()  # results/latest: the run it points at
     looked = dict.fromkeys(str(c / "results.json") for c in (Path(given), rig.results_dir / given))
     raise BadInput(f"{given}: no run there (no {' nor '.join(looked)})")
 
@@ -271,6 +286,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                for name, built in _manifest(run_dir).get("kernels", {}).items()}
     comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", sides, pairs,
                                {s.label: kernels[s.label] for s in sides if s.label in kernels})
+    if args.json:
+        print(json.dumps({"a": str(dir_a), "b": str(dir_b), "report": str(out / "report.md"),
+                          "comparisons": comparisons}, indent=1))
+        return EXIT_OK
     print("\n".join(report.headline(comparisons)))
     print(f"report: {out / 'report.md'}")
     return EXIT_OK
@@ -344,7 +363,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         run_code = results.exit_code(cases)
     else:
         record = runner.run(rig)
-        print(report.summary_table(record.cases))
+        if not args.json:
+            print(report.summary_table(record.cases))
         run_dir, cases, run_code = record.dir, record.cases, record.exit_code()
     with store.Store(store.path_for(rig.results_dir)) as db:
         if db.run(run_dir.name) is None:  # --from a run made elsewhere, or the hook failed
@@ -354,12 +374,17 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         found = nightly.since_previous(db, stored)
         trends = db.trend(rig.nightly.trend_runs, upto=stored)
     nightly.write(run_dir, found, trends)
-    print("\n".join(nightly.summary(found)))
+    published = []
     if args.squad:
         manifest = json.loads((run_dir / "manifest.json").read_text())
-        for line in squad.publish(args.squad, run_dir.name, cases, manifest):
-            print(line)
+        published = squad.publish(args.squad, run_dir.name, cases, manifest)
     code = nightly.exit_code(run_code, found, rig.nightly)
+    if args.json:
+        print(json.dumps({**report.run_summary(run_dir, cases, code), "run_exit_code": run_code,
+                          "fail_on": list(rig.nightly.fail_on),
+                          "changes": nightly.to_json(found), "squad": published}, indent=1))
+        return code
+    print("\n".join([*nightly.summary(found), *published]))
     print(f"report: {run_dir / 'report.md'}")
     print(f"results: {run_dir} (exit {code}: fail_on {', '.join(rig.nightly.fail_on)})")
     return code
@@ -436,109 +461,174 @@ def cmd_lava_import(args: argparse.Namespace) -> int:
     return code
 
 
+# Each subcommand's exit codes, as its --help lists them.
+_FAILED = "1 a case failed (a test failure, not an infrastructure one)"
+_BAD = "2 bad input or usage (rig.yaml, arguments, a run that is not one)"
+_INFRA = "3 infrastructure error (build failure, panic, timeout, missing tool, internal)"
+_STOPPED = "130 interrupted (results gathered so far are kept)"
+
+
+def _subcommand(sub: argparse._SubParsersAction, name: str, summary: str, exits: list[str],
+                details: str = "", **kwargs: object) -> argparse.ArgumentParser:
+    """A subcommand with its summary, a description and its exit codes in --help, and
+    the options every subcommand takes after its name (-c, --results-dir)."""
+    description = summary[0].upper() + summary[1:] + (f". {details}." if details else ".")
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                       epilog="exit codes:\n  " + "\n  ".join(exits),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       parents=[_common(argparse.SUPPRESS)], **kwargs)
+    return p
+
+
+def _common(default: object) -> argparse.ArgumentParser:
+    """-c and --results-dir, before or after the subcommand (given after it, they win)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=default,
+                        help="the rig description (default: $RIG_CONFIG, else ./rig.yaml,"
+                             " else the rig's embedded default)")
+    common.add_argument("--results-dir", type=Path, metavar="DIR", default=default,
+                        help="where runs are written and read (default: rig.yaml's"
+                             f" results_dir, else ${config.RESULTS_ENV}, else ./results)")
+    return common
+
+
+def _kernel_option(p: argparse.ArgumentParser, what: str = "only this kernel") -> None:
+    p.add_argument("--kernel", action="append", metavar="KERNEL",
+                   help=f"{what} (repeatable)")
+
+
+def _json_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description="Build RISC-V KVM host kernels, boot them under QEMU and test them.",
         epilog="exit codes: 0 success, 1 test failures, 2 bad input or usage, "
-               "3 infrastructure error, 130 interrupted",
+               "3 infrastructure error, 130 interrupted (each subcommand's --help says which"
+               " it uses)",
+        parents=[_common(None)],
     )
+    parser.set_defaults(config=os.environ.get("RIG_CONFIG"))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", type=Path, default=os.environ.get("RIG_CONFIG"),
-                        help="the rig description (default: $RIG_CONFIG, else ./rig.yaml,"
-                             " else the rig's embedded default)")
-    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND",
+                                help="each has its own --help")
 
-    p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
+    p = _subcommand(sub, "setup", "install the system and Python packages the rig needs",
+                    ["0 everything is installed", _BAD, _INFRA], "Does nothing when all is there")
     p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
     p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
                    " to run exported jobs on this machine")
     p.set_defaults(func=cmd_setup)
 
-    p = sub.add_parser("build", help="build kernels (cached by content)")
+    p = _subcommand(sub, "build", "build kernels (cached by content)",
+                    ["0 every kernel built or found in the cache", _BAD, _INFRA, _STOPPED])
     p.add_argument("kernels", nargs="*", metavar="KERNEL", help="default: every kernel")
-    p.add_argument("--json", action="store_true", help="print name, key, paths, seconds as JSON")
+    _json_option(p, "name, key, paths and seconds of each kernel")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("boot", usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
-                                     "       orchestrator boot --ssh KERNEL",
-                       help="boot a kernel, run one command in the host, exit with its status;"
-                            " or (--ssh) keep it running, reachable over SSH")
-    p.add_argument("kernel", metavar="KERNEL")
+    p = _subcommand(sub, "boot", "boot a kernel, run one command in the host, exit with its"
+                    " status; or (--ssh) keep it running, reachable over SSH",
+                    ["N the command's own exit status (0 with --ssh once the host stops)",
+                     _BAD, _INFRA, _STOPPED],
+                    usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
+                          "       orchestrator boot --ssh KERNEL")
+    p.add_argument("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
     p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
     p.add_argument("--ssh", action="store_true",
                    help="start dropbear in the host, forward a port of 127.0.0.1 to it, print"
                         " the ssh command and a rig.yaml target entry; run until Ctrl-C")
     p.set_defaults(func=cmd_boot)
 
-    p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
-    p.add_argument("kernel", metavar="KERNEL")
+    p = _subcommand(sub, "shell", "boot a kernel and give an interactive host console",
+                    ["0 the console was left (Ctrl-])", _BAD, _INFRA])
+    p.add_argument("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
     p.add_argument("--guest", action="store_true",
                    help="start the guest a suite runs under KVM in the host (linux-guest's"
                         " Linux guest) and give its console instead")
     p.set_defaults(func=cmd_shell)
 
-    p = sub.add_parser("list", help="the case ids a run would run, known before it starts")
-    p.add_argument("--kernel", action="append", metavar="KERNEL",
-                   help="only this kernel (repeatable)")
-    p.add_argument("--only", metavar="GLOB", help="only case ids matching GLOB")
-    p.add_argument("--json", action="store_true", help="kernels and case ids per suite as JSON")
+    p = _subcommand(sub, "list", "the case ids a run would run, known before it starts",
+                    ["0 listed", _BAD], "A suite that finds more cases as it runs (e.g."
+                    " kselftest-kvm's get-reg-list configurations and KTAP subtests) says so")
+    _kernel_option(p)
+    p.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
+    _json_option(p, "the kernels, the case ids per suite and what suites add at run time")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("run", help="build, boot and check every kernel; write results/")
-    p.add_argument("--kernel", action="append", metavar="KERNEL",
-                   help="only this kernel (repeatable)")
+    p = _subcommand(sub, "run", "build, boot and check every kernel; write a run under"
+                    " results/", ["0 every case passed, was skipped or is a known deviation",
+                                  _FAILED, _BAD, _INFRA, _STOPPED],
+                    "The run's directory is printed last (and is results/latest once it"
+                    " finished)")
+    _kernel_option(p)
     p.add_argument("--only", metavar="GLOB",
                    help="only the cases whose id matches GLOB (e.g. a case id printed with a"
                         " failure, or 'counters/pmu/VU/*'); prints their records and the console")
     p.add_argument("--target", metavar="NAME",
-                   help="a rig.yaml target: qemu (default: build and boot the kernels) or an"
-                        " ssh entry (run on the host it names, as it is)")
+                   help="a rig.yaml target: qemu (default: build and boot the kernels) or a"
+                        " standing host it names (run there, on the kernel it has)")
+    _json_option(p, "a summary (run id, directory, exit code, counts per kernel, files)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compare", help="compare two runs: latency A/B and counter differences;"
-                                       " writes report.md, compare.json, latency.png")
+    p = _subcommand(sub, "compare", "compare two runs: measurements A/B and behaviour"
+                    " differences; writes report.md, compare.json and measurements.png",
+                    ["0 compared (whatever the comparison found)", _BAD],
+                    "Cases one run has and the other has not are listed as gone or new")
     p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
     p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
+    _json_option(p, "the comparisons and the report's path")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("bisect", help="git bisect a kernel tree with the rig as the judge")
+    p = _subcommand(sub, "bisect", "git bisect a kernel tree with the rig as the judge",
+                    ["0 bisected (the first bad commit, or the candidates left)", _BAD, _INFRA,
+                     _STOPPED])
     p.add_argument("--tree", type=Path, help="the kernel git work tree (left as found)")
-    p.add_argument("--good", metavar="REF")
-    p.add_argument("--bad", metavar="REF")
+    p.add_argument("--good", metavar="REF", help="a commit where the check passes")
+    p.add_argument("--bad", metavar="REF", help="a later commit where the check fails")
     p.add_argument("--check", metavar="PREDICATE",
                    help="a suite (e.g. isolation), a case id or glob, or"
                         " latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)")
     p.add_argument("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")
     p.set_defaults(func=cmd_bisect)
 
-    p = sub.add_parser("history", help="make a kernel git history: linux-source-6.12, then a"
-                                       " commit per patch (for bisect, or without a clone)")
+    p = _subcommand(sub, "history", "make a kernel git history: linux-source-6.12, then a"
+                    " commit per patch (for bisect, or without a clone)", ["0 made", _BAD,
+                                                                           _INFRA])
     p.add_argument("dest", type=Path, metavar="DEST", help="the new git tree")
     p.add_argument("patches", type=Path, nargs="*", metavar="PATCH",
                    help="further commits, after the kernel's own patches")
-    p.add_argument("--kernel", help="whose patches come first (default: the last kernel)")
+    p.add_argument("--kernel", metavar="KERNEL",
+                   help="whose patches come first (default: the last kernel)")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("nightly", help="the default run, then what changed since the previous"
-                                       " run (report.md, changes.json, trend.png)")
+    p = _subcommand(sub, "nightly", "the default run, then what changed since the previous"
+                    " run (report.md, changes.json, trend.png)",
+                    ["0 nothing rig.yaml's nightly.fail_on names happened",
+                     "1 a change nightly.fail_on names: new-failures, slower, gone-cases",
+                     _BAD, _INFRA, _STOPPED])
     p.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="compare this stored run instead of running (a run id or directory)")
+                   help="compare this finished run instead of running (a run id or directory)")
     p.add_argument("--squad", metavar="URL", help="also publish to this SQUAD project"
                    f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})")
+    _json_option(p, "a summary (run, exit code, changes per kernel, report)")
     p.set_defaults(func=cmd_nightly)
 
-    p = sub.add_parser("import", help="load run directories into the results store")
+    p = _subcommand(sub, "import", "load run directories into the results store",
+                    ["0 every directory stored (or already there)", _BAD])
     p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
                    help="a run directory, or a results directory holding runs")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("trend", help="each measurement per kernel over the last runs")
+    p = _subcommand(sub, "trend", "each measurement per kernel over the last runs",
+                    ["0 shown (also when stdout is closed early, e.g. by head)", _BAD])
     p.add_argument("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)")
-    p.add_argument("--json", action="store_true")
+    _json_option(p, "each series (kernel, case, unit, method, points)")
     p.set_defaults(func=cmd_trend)
 
-    p = sub.add_parser("reproduce", help="a bundle that reruns one case with only QEMU")
+    p = _subcommand(sub, "reproduce", "a bundle that reruns one case with only QEMU",
+                    ["0 bundle written", _BAD, _INFRA])
     p.add_argument("case", metavar="CASE", help="a case id (as in results.json)")
     p.add_argument("--run", metavar="RUN", help="a run id or directory (default: the newest"
                                                 " run holding CASE)")
@@ -548,19 +638,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tar", action="store_true", help="also pack it as DIR.tar.gz")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("lava", help="the run as LAVA jobs (export), their logs as a run (import)")
-    lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION")
-    q = lava_sub.add_parser("export", help="one LAVA job per kernel, with its artifacts")
-    q.add_argument("outdir", type=Path, metavar="OUTDIR")
-    q.add_argument("--kernel", action="append", metavar="K", help="only this kernel (repeat)")
+    p = _subcommand(sub, "lava", "the run as LAVA jobs (export), their logs as a run (import)",
+                    ["as the action's --help says"])
+    lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION",
+                                help="export or import")
+    q = _subcommand(lava_sub, "export", "one LAVA job per kernel, with its artifacts",
+                    ["0 jobs written", _BAD, _INFRA])
+    q.add_argument("outdir", type=Path, metavar="OUTDIR",
+                   help="where the jobs, their artifacts and the device go")
+    _kernel_option(q)
     q.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
     q.add_argument("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
                    " (default: file:// paths, for a worker on this machine)")
     q.add_argument("--device-type", default="qemu", help="the lab's device type (default qemu)")
-    q.add_argument("--tag", action="append", metavar="TAG", help="a device tag jobs need")
+    q.add_argument("--tag", action="append", metavar="TAG",
+                   help="a device tag jobs need (repeatable)")
     q.set_defaults(func=cmd_lava_export)
-    q = lava_sub.add_parser("import", help="judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
-                            " a run under results/")
+    q = _subcommand(lava_sub, "import", "judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
+                    " a run under results/", ["0 every case passed, was skipped or is a known"
+                                              " deviation", _FAILED, _BAD, _INFRA])
     q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
     q.set_defaults(func=cmd_lava_import)
     return parser
@@ -576,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"'{args.subcommand}' takes no command after '--'")
     args.command = command
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a reader that left (BrokenPipeError) is caught
+        return code
     except RigError as exc:
         if exc.details:
             print(exc.details, file=sys.stderr)
@@ -585,6 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orchestrator: interrupted; QEMU stopped, results kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader left (| head): as quiet as a SIGPIPE death
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # e.g. a full disk: the environment, not the tests
         print(f"orchestrator: error: {exc.strerror or exc}"
               + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)

@@ -52,6 +52,24 @@ def summary_table(cases: list[Case]) -> str:
     return _table(by_kernel(cases))
 
 
+# What a run directory may hold that a script reads, in the order listed.
+RUN_FILES = ("results.json", "junit.xml", "results.ktap", "kcidb.json", "manifest.json",
+             "report.md", "compare.json", PLOT_NAME, "changes.json", "trend.png")
+
+
+def run_summary(run_dir: Path, cases: list[Case], code: int) -> dict[str, Any]:
+    """A run as `--json` prints it: where it is, its exit code, counts per kernel and
+    verdict, and the files it has."""
+    counts: dict[str, dict[str, int]] = {}
+    for case in cases:
+        kernel = counts.setdefault(case.kernel, {})
+        kernel[case.verdict] = kernel.get(case.verdict, 0) + 1
+    return {"run_id": run_dir.name, "dir": str(run_dir.resolve()), "exit_code": code,
+            "kernels": counts,
+            "files": {name: str((run_dir / name).resolve()) for name in RUN_FILES
+                      if (run_dir / name).is_file()}}
+
+
 def _figure(unit: str, side: dict) -> str:
     if side["boots"] == 0:  # exact figure
         return f"{side['median']:.1f} {unit}"
