@@ -225,14 +225,16 @@ def measurement_figure(title: str, sides: list[Side], comparisons: list[dict]) -
         reported = [case.measurement.value for _, _, case in mine]
         for position, _, case in mine:
             values = _windows(case)
+            beside = position  # where the figure is written: right of its box or mark
             if case.measurement.method == "distribution" and values:
                 ax.boxplot([values], positions=[position], widths=0.5, showfliers=False)
+                beside = position + 0.25
             elif values:
                 ax.plot([position] * len(values), values, linestyle="none", marker="_",
                         markersize=14, alpha=0.3, color="grey")
             ax.plot([position], [case.measurement.value], linestyle="none", marker="D",
                     color="tab:red", label="reported figure" if position == mine[0][0] else None)
-            ax.annotate(f"{case.measurement.value:.1f}", (position, case.measurement.value),
+            ax.annotate(f"{case.measurement.value:.1f}", (beside, case.measurement.value),
                         xytext=(8, 0), textcoords="offset points", va="center", fontsize=9)
         low, high = _axis_limits([_windows(case) for _, _, case in mine], reported)
         ax.set_ylim(low, high)
