@@ -18,6 +18,7 @@ import tempfile
 import textwrap
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import (
@@ -466,18 +467,148 @@ _FAILED = "1 a case failed (a test failure, not an infrastructure one)"
 _BAD = "2 bad input or usage (rig.yaml, arguments, a run that is not one)"
 _INFRA = "3 infrastructure error (build failure, panic, timeout, missing tool, internal)"
 _STOPPED = "130 interrupted (results gathered so far are kept)"
+_RAN = "0 every case passed, was skipped or is a known deviation"
 
 
-def _subcommand(sub: argparse._SubParsersAction, name: str, summary: str, exits: list[str],
-                details: str = "", **kwargs: object) -> argparse.ArgumentParser:
-    """A subcommand with its summary, a description and its exit codes in --help, and
-    the options every subcommand takes after its name (-c, --results-dir)."""
-    description = summary[0].upper() + summary[1:] + (f". {details}." if details else ".")
-    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
-                       epilog="exit codes:\n  " + "\n  ".join(exits),
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       parents=[_common(argparse.SUPPRESS)], **kwargs)
-    return p
+@dataclasses.dataclass(frozen=True)
+class Subcommand:
+    """One subcommand: its name, help (its summary, and with `details` its --help's
+    description), its exit codes, arguments (argparse's flags and options), and the
+    function it runs, or its own subcommands."""
+
+    name: str
+    help: str
+    exits: tuple[str, ...]
+    args: tuple[tuple[tuple[str, ...], dict], ...] = ()
+    func: Callable[[argparse.Namespace], int] | None = None
+    usage: str | None = None
+    actions: tuple[Subcommand, ...] = ()
+    details: str = ""
+
+
+def arg(*flags: str, **options: object) -> tuple[tuple[str, ...], dict]:
+    return flags, options
+
+
+def json_output(what: str) -> tuple[tuple[str, ...], dict]:
+    return arg("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+
+ONLY_KERNEL = arg("--kernel", action="append", metavar="KERNEL",
+                  help="only this kernel (repeatable)")
+ONLY_CASES = arg("--only", metavar="GLOB", help="only the case ids matching GLOB")
+A_KERNEL = arg("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
+SUBCOMMANDS = (
+    Subcommand("setup", "install the system and Python packages the rig needs",
+               ("0 everything is installed", _BAD, _INFRA), (
+        arg("--dry-run", action="store_true", help="only say what would be installed"),
+        arg("--lava", action="store_true", help="also the LAVA dispatcher (lava-run), to run"
+            " exported jobs on this machine")), cmd_setup,
+               details="Does nothing when all is there"),
+    Subcommand("build", "build kernels (cached by content)",
+               ("0 every kernel built or found in the cache", _BAD, _INFRA, _STOPPED), (
+        arg("kernels", nargs="*", metavar="KERNEL", help="default: every kernel"),
+        json_output("name, key, paths and seconds of each kernel")), cmd_build),
+    Subcommand("boot", "boot a kernel, run one command in the host, exit with its status;"
+               " or (--ssh) keep it running, reachable over SSH",
+               ("N the command's own exit status (0 with --ssh once the host stops)", _BAD,
+                _INFRA, _STOPPED), (
+        A_KERNEL,
+        arg("--timeout", type=float, help="seconds for the command (default: rig.yaml)"),
+        arg("--ssh", action="store_true", help="start dropbear in the host, forward a port of"
+            " 127.0.0.1 to it, print the ssh command and a rig.yaml target entry; run until"
+            " Ctrl-C")), cmd_boot,
+        usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
+              "       orchestrator boot --ssh KERNEL"),
+    Subcommand("shell", "boot a kernel and give an interactive host console",
+               ("0 the console was left (Ctrl-])", _BAD, _INFRA), (
+        A_KERNEL,
+        arg("--guest", action="store_true", help="start the guest a suite runs under KVM in the"
+            " host (linux-guest's Linux guest) and give its console instead")), cmd_shell),
+    Subcommand("list", "the case ids a run would run, known before it starts", ("0 listed", _BAD),
+               (ONLY_KERNEL, ONLY_CASES,
+                json_output("the kernels, the case ids per suite and what suites add as they"
+                            " run")), cmd_list,
+               details="A suite that finds more cases as it runs (kselftest-kvm's"
+                       " get-reg-list configurations and KTAP subtests) says so"),
+    Subcommand("run", "build, boot and check every kernel; write a run under results/",
+               (_RAN, _FAILED, _BAD, _INFRA, _STOPPED), (
+        ONLY_KERNEL,
+        arg("--only", metavar="GLOB", help="only the cases whose id matches GLOB (e.g. a case"
+            " id printed with a failure, or 'counters/pmu/VU/*'); prints their records and the"
+            " console"),
+        arg("--target", metavar="NAME", help="a rig.yaml target: qemu (default: build and boot"
+            " the kernels) or a standing one, e.g. ssh (run on the host it names, as it is)"),
+        json_output("a summary (run id, directory, exit code, counts per kernel, files)")),
+        cmd_run, details="The run's directory is printed last (and is results/latest once it"
+                         " finished)"),
+    Subcommand("compare", "compare two runs: measurements A/B and behaviour differences;"
+               " writes report.md, compare.json and measurements.png",
+               ("0 compared (whatever the comparison found)", _BAD), (
+        arg("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)"),
+        arg("run_b", metavar="RUN_B", help="a run directory or run id"),
+        json_output("the comparisons and the report's path")), cmd_compare,
+               details="Cases one run has and the other has not are listed as gone or new"),
+    Subcommand("bisect", "git bisect a kernel tree with the rig as the judge",
+               ("0 bisected (the first bad commit, or the candidates left)", _BAD, _INFRA,
+                _STOPPED), (
+        arg("--tree", type=Path, help="the kernel git work tree (left as found)"),
+        arg("--good", metavar="REF", help="a commit where the check passes"),
+        arg("--bad", metavar="REF", help="a later commit where the check fails"),
+        arg("--check", metavar="PREDICATE", help="a suite (e.g. isolation), a case id or glob,"
+            " or latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)"),
+        arg("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")),
+        cmd_bisect),
+    Subcommand("history", "make a kernel git history: linux-source-6.12, then a commit per"
+               " patch (for bisect, or without a clone)", ("0 made", _BAD, _INFRA), (
+        arg("dest", type=Path, metavar="DEST", help="the new git tree"),
+        arg("patches", type=Path, nargs="*", metavar="PATCH",
+            help="further commits, after the kernel's own patches"),
+        arg("--kernel", metavar="KERNEL",
+            help="whose patches come first (default: the last kernel)")), cmd_history),
+    Subcommand("nightly", "the default run, then what changed since the previous run"
+               " (report.md, changes.json, trend.png)",
+               ("0 nothing rig.yaml's nightly.fail_on names happened",
+                "1 a change nightly.fail_on names: new-failures, slower, gone-cases",
+                _BAD, _INFRA, _STOPPED), (
+        arg("--from", dest="from_run", metavar="RUN",
+            help="compare this finished run instead of running (a run id or directory)"),
+        arg("--squad", metavar="URL", help="also publish to this SQUAD project"
+            f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})"),
+        json_output("a summary (run, exit code, changes per kernel, report)")), cmd_nightly),
+    Subcommand("import", "load run directories into the results store",
+               ("0 every directory stored (or already there)", _BAD), (
+        arg("dirs", type=Path, nargs="+", metavar="DIR",
+            help="a run directory, or a results directory holding runs"),), cmd_import),
+    Subcommand("trend", "each measurement per kernel over the last runs",
+               ("0 shown", _BAD, f"{EXIT_BROKEN_PIPE} stdout's reader left early (| head)"), (
+        arg("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)"),
+        json_output("each series (kernel, case, unit, method, points)")), cmd_trend),
+    Subcommand("reproduce", "a bundle that reruns one case with only QEMU",
+               ("0 bundle written", _BAD, _INFRA), (
+        arg("case", metavar="CASE", help="a case id (as in results.json)"),
+        arg("--run", metavar="RUN",
+            help="a run id or directory (default: the newest run holding CASE)"),
+        arg("--kernel", metavar="KERNEL", help="the kernel, when the run has several"),
+        arg("--out", type=Path, metavar="DIR", help="default: results/reproduce-KERNEL-CASE"),
+        arg("--tar", action="store_true", help="also pack it as DIR.tar.gz")), cmd_reproduce),
+    Subcommand("lava", "the run as LAVA jobs (export), their logs as a run (import)",
+               ("as the action's --help says",), actions=(
+        Subcommand("export", "one LAVA job per kernel, with its artifacts",
+                   ("0 jobs written", _BAD, _INFRA), (
+            arg("outdir", type=Path, metavar="OUTDIR",
+                help="where the jobs, their artifacts and the device go"),
+            ONLY_KERNEL, ONLY_CASES,
+            arg("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
+                " (default: file:// paths, for a worker on this machine)"),
+            arg("--device-type", default="qemu", help="the lab's device type (default qemu)"),
+            arg("--tag", action="append", metavar="TAG",
+                help="a device tag jobs need (repeatable)")), cmd_lava_export),
+        Subcommand("import", "judge the jobs' logs (DIR/logs/KERNEL.yaml); write a run under"
+                   " results/", (_RAN, _FAILED, _BAD, _INFRA),
+                   (arg("dir", type=Path, metavar="DIR", help="the export's OUTDIR"),),
+                   cmd_lava_import))),
+)
 
 
 def _common(default: object) -> argparse.ArgumentParser:
@@ -492,13 +623,23 @@ def _common(default: object) -> argparse.ArgumentParser:
     return common
 
 
-def _kernel_option(p: argparse.ArgumentParser, what: str = "only this kernel") -> None:
-    p.add_argument("--kernel", action="append", metavar="KERNEL",
-                   help=f"{what} (repeatable)")
-
-
-def _json_option(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+def _add(sub: argparse._SubParsersAction, command: Subcommand) -> None:
+    description = command.help[0].upper() + command.help[1:] + (
+        f". {command.details}." if command.details else ".")
+    parser = sub.add_parser(command.name, help=command.help, usage=command.usage,
+                            description=textwrap.fill(description, 79),
+                            epilog="exit codes:\n  " + "\n  ".join(command.exits),
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            parents=[_common(argparse.SUPPRESS)])
+    for flags, options in command.args:
+        parser.add_argument(*flags, **options)
+    if command.actions:
+        actions = parser.add_subparsers(dest=f"{command.name}_command", required=True,
+                                        metavar="ACTION", help="each has its own --help")
+        for action in command.actions:
+            _add(actions, action)
+    else:
+        parser.set_defaults(func=command.func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,151 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND",
                                 help="each has its own --help")
-
-    p = _subcommand(sub, "setup", "install the system and Python packages the rig needs",
-                    ["0 everything is installed", _BAD, _INFRA], "Does nothing when all is there")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
-    p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
-                   " to run exported jobs on this machine")
-    p.set_defaults(func=cmd_setup)
-
-    p = _subcommand(sub, "build", "build kernels (cached by content)",
-                    ["0 every kernel built or found in the cache", _BAD, _INFRA, _STOPPED])
-    p.add_argument("kernels", nargs="*", metavar="KERNEL", help="default: every kernel")
-    _json_option(p, "name, key, paths and seconds of each kernel")
-    p.set_defaults(func=cmd_build)
-
-    p = _subcommand(sub, "boot", "boot a kernel, run one command in the host, exit with its"
-                    " status; or (--ssh) keep it running, reachable over SSH",
-                    ["N the command's own exit status (0 with --ssh once the host stops)",
-                     _BAD, _INFRA, _STOPPED],
-                    usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
-                          "       orchestrator boot --ssh KERNEL")
-    p.add_argument("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
-    p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
-    p.add_argument("--ssh", action="store_true",
-                   help="start dropbear in the host, forward a port of 127.0.0.1 to it, print"
-                        " the ssh command and a rig.yaml target entry; run until Ctrl-C")
-    p.set_defaults(func=cmd_boot)
-
-    p = _subcommand(sub, "shell", "boot a kernel and give an interactive host console",
-                    ["0 the console was left (Ctrl-])", _BAD, _INFRA])
-    p.add_argument("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
-    p.add_argument("--guest", action="store_true",
-                   help="start the guest a suite runs under KVM in the host (linux-guest's"
-                        " Linux guest) and give its console instead")
-    p.set_defaults(func=cmd_shell)
-
-    p = _subcommand(sub, "list", "the case ids a run would run, known before it starts",
-                    ["0 listed", _BAD], "A suite that finds more cases as it runs (e.g."
-                    " kselftest-kvm's get-reg-list configurations and KTAP subtests) says so")
-    _kernel_option(p)
-    p.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
-    _json_option(p, "the kernels, the case ids per suite and what suites add at run time")
-    p.set_defaults(func=cmd_list)
-
-    p = _subcommand(sub, "run", "build, boot and check every kernel; write a run under"
-                    " results/", ["0 every case passed, was skipped or is a known deviation",
-                                  _FAILED, _BAD, _INFRA, _STOPPED],
-                    "The run's directory is printed last (and is results/latest once it"
-                    " finished)")
-    _kernel_option(p)
-    p.add_argument("--only", metavar="GLOB",
-                   help="only the cases whose id matches GLOB (e.g. a case id printed with a"
-                        " failure, or 'counters/pmu/VU/*'); prints their records and the console")
-    p.add_argument("--target", metavar="NAME",
-                   help="a rig.yaml target: qemu (default: build and boot the kernels) or a"
-                        " standing host it names (run there, on the kernel it has)")
-    _json_option(p, "a summary (run id, directory, exit code, counts per kernel, files)")
-    p.set_defaults(func=cmd_run)
-
-    p = _subcommand(sub, "compare", "compare two runs: measurements A/B and behaviour"
-                    " differences; writes report.md, compare.json and measurements.png",
-                    ["0 compared (whatever the comparison found)", _BAD],
-                    "Cases one run has and the other has not are listed as gone or new")
-    p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
-    p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
-    _json_option(p, "the comparisons and the report's path")
-    p.set_defaults(func=cmd_compare)
-
-    p = _subcommand(sub, "bisect", "git bisect a kernel tree with the rig as the judge",
-                    ["0 bisected (the first bad commit, or the candidates left)", _BAD, _INFRA,
-                     _STOPPED])
-    p.add_argument("--tree", type=Path, help="the kernel git work tree (left as found)")
-    p.add_argument("--good", metavar="REF", help="a commit where the check passes")
-    p.add_argument("--bad", metavar="REF", help="a later commit where the check fails")
-    p.add_argument("--check", metavar="PREDICATE",
-                   help="a suite (e.g. isolation), a case id or glob, or"
-                        " latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)")
-    p.add_argument("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")
-    p.set_defaults(func=cmd_bisect)
-
-    p = _subcommand(sub, "history", "make a kernel git history: linux-source-6.12, then a"
-                    " commit per patch (for bisect, or without a clone)", ["0 made", _BAD,
-                                                                           _INFRA])
-    p.add_argument("dest", type=Path, metavar="DEST", help="the new git tree")
-    p.add_argument("patches", type=Path, nargs="*", metavar="PATCH",
-                   help="further commits, after the kernel's own patches")
-    p.add_argument("--kernel", metavar="KERNEL",
-                   help="whose patches come first (default: the last kernel)")
-    p.set_defaults(func=cmd_history)
-
-    p = _subcommand(sub, "nightly", "the default run, then what changed since the previous"
-                    " run (report.md, changes.json, trend.png)",
-                    ["0 nothing rig.yaml's nightly.fail_on names happened",
-                     "1 a change nightly.fail_on names: new-failures, slower, gone-cases",
-                     _BAD, _INFRA, _STOPPED])
-    p.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="compare this finished run instead of running (a run id or directory)")
-    p.add_argument("--squad", metavar="URL", help="also publish to this SQUAD project"
-                   f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})")
-    _json_option(p, "a summary (run, exit code, changes per kernel, report)")
-    p.set_defaults(func=cmd_nightly)
-
-    p = _subcommand(sub, "import", "load run directories into the results store",
-                    ["0 every directory stored (or already there)", _BAD])
-    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
-                   help="a run directory, or a results directory holding runs")
-    p.set_defaults(func=cmd_import)
-
-    p = _subcommand(sub, "trend", "each measurement per kernel over the last runs",
-                    ["0 shown (also when stdout is closed early, e.g. by head)", _BAD])
-    p.add_argument("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)")
-    _json_option(p, "each series (kernel, case, unit, method, points)")
-    p.set_defaults(func=cmd_trend)
-
-    p = _subcommand(sub, "reproduce", "a bundle that reruns one case with only QEMU",
-                    ["0 bundle written", _BAD, _INFRA])
-    p.add_argument("case", metavar="CASE", help="a case id (as in results.json)")
-    p.add_argument("--run", metavar="RUN", help="a run id or directory (default: the newest"
-                                                " run holding CASE)")
-    p.add_argument("--kernel", metavar="KERNEL", help="the kernel, when the run has several")
-    p.add_argument("--out", type=Path, metavar="DIR", help="default:"
-                   " results/reproduce-KERNEL-CASE")
-    p.add_argument("--tar", action="store_true", help="also pack it as DIR.tar.gz")
-    p.set_defaults(func=cmd_reproduce)
-
-    p = _subcommand(sub, "lava", "the run as LAVA jobs (export), their logs as a run (import)",
-                    ["as the action's --help says"])
-    lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION",
-                                help="export or import")
-    q = _subcommand(lava_sub, "export", "one LAVA job per kernel, with its artifacts",
-                    ["0 jobs written", _BAD, _INFRA])
-    q.add_argument("outdir", type=Path, metavar="OUTDIR",
-                   help="where the jobs, their artifacts and the device go")
-    _kernel_option(q)
-    q.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
-    q.add_argument("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
-                   " (default: file:// paths, for a worker on this machine)")
-    q.add_argument("--device-type", default="qemu", help="the lab's device type (default qemu)")
-    q.add_argument("--tag", action="append", metavar="TAG",
-                   help="a device tag jobs need (repeatable)")
-    q.set_defaults(func=cmd_lava_export)
-    q = _subcommand(lava_sub, "import", "judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
-                    " a run under results/", ["0 every case passed, was skipped or is a known"
-                                              " deviation", _FAILED, _BAD, _INFRA])
-    q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
-    q.set_defaults(func=cmd_lava_import)
+    for command in SUBCOMMANDS:
+        _add(sub, command)
     return parser
 
 

@@ -447,6 +447,57 @@ def _targets(reader: Reader, value: Any) -> dict[str, Any]:
     return targets
 
 
+def _qemu(reader: Reader, value: Any) -> QemuConfig:
+    qemu = reader.dataclass("qemu", value, QemuConfig)
+    if not 1 <= qemu.smp <= MAX_SMP:
+        reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
+    if qemu.tcg_thread not in (None, *TCG_THREADS):
+        reader.fail("qemu.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
+    if not _MEMORY.match(qemu.memory) or not (
+            MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
+        reader.fail("qemu.memory", qemu.memory,
+                    f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
+    return qemu
+
+
+def _timeouts(reader: Reader, value: Any) -> TimeoutsConfig:
+    timeouts = reader.dataclass("timeouts", value, TimeoutsConfig)
+    for key in ("build", "boot", "command", "job"):
+        seconds = getattr(timeouts, key)
+        if seconds is not None and not seconds > 0:
+            reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
+    return timeouts
+
+
+def _nightly(reader: Reader, value: Any) -> NightlyConfig:
+    nightly = reader.dataclass("nightly", value, NightlyConfig)
+    for i, check in enumerate(nightly.fail_on):
+        if check not in NIGHTLY_CHECKS:
+            reader.fail(f"nightly.fail_on[{i}]", check, " or ".join(NIGHTLY_CHECKS))
+    if not 2 <= nightly.trend_runs <= 1000:
+        reader.fail("nightly.trend_runs", nightly.trend_runs, "an integer from 2 to 1000")
+    return nightly
+
+
+def _sources(reader: Reader, value: Any) -> dict[str, Source]:
+    if not isinstance(value, dict) or not value:
+        reader.fail("sources", value, "a mapping of source names to kernel sources")
+    return {_name(reader, f"sources.{name}", name): _source(reader, name, item)
+            for name, item in value.items()}
+
+
+def _kernels(reader: Reader, value: Any, sources: dict[str, Source]) -> tuple[KernelSpec, ...]:
+    if not isinstance(value, list) or not value:
+        reader.fail("kernels", value, "a non-empty list of kernels")
+    kernels = tuple(_kernel(reader, i, item, sources) for i, item in enumerate(value))
+    seen: set[str] = set()
+    for i, spec in enumerate(kernels):
+        if spec.name in seen:
+            reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
+        seen.add(spec.name)
+    return kernels
+
+
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
     its `results_dir`, else results_dir, else $RIG_RESULTS_DIR, else ./results
@@ -457,46 +508,11 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
     top = reader.mapping("(top level)", doc,
                          ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
                           "targets", "cache_dir", "results_dir"])
-    qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
-    if not 1 <= qemu.smp <= MAX_SMP:
-        reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
-    if qemu.tcg_thread not in (None, *TCG_THREADS):
-        reader.fail("qemu.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
-    if not _MEMORY.match(qemu.memory) or not (
-            MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
-        reader.fail("qemu.memory", qemu.memory,
-                    f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
-    timeouts = reader.dataclass("timeouts", top.get("timeouts"), TimeoutsConfig)
-    for key in ("build", "boot", "command", "job"):
-        seconds = getattr(timeouts, key)
-        if seconds is not None and not seconds > 0:
-            reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
-
-    nightly = reader.dataclass("nightly", top.get("nightly"), NightlyConfig)
-    for i, check in enumerate(nightly.fail_on):
-        if check not in NIGHTLY_CHECKS:
-            reader.fail(f"nightly.fail_on[{i}]", check, " or ".join(NIGHTLY_CHECKS))
-    if not 2 <= nightly.trend_runs <= 1000:
-        reader.fail("nightly.trend_runs", nightly.trend_runs, "an integer from 2 to 1000")
-
-    raw_sources = top.get("sources")
-    if not isinstance(raw_sources, dict) or not raw_sources:
-        reader.fail("sources", raw_sources, "a mapping of source names to kernel sources")
-    sources = {
-        _name(reader, f"sources.{name}", name): _source(reader, name, value)
-        for name, value in raw_sources.items()
-    }
-
-    raw_kernels = top.get("kernels")
-    if not isinstance(raw_kernels, list) or not raw_kernels:
-        reader.fail("kernels", raw_kernels, "a non-empty list of kernels")
-    kernels = tuple(_kernel(reader, i, item, sources) for i, item in enumerate(raw_kernels))
-    seen: set[str] = set()
-    for i, spec in enumerate(kernels):
-        if spec.name in seen:
-            reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
-        seen.add(spec.name)
-
+    qemu = _qemu(reader, top.get("qemu"))
+    timeouts = _timeouts(reader, top.get("timeouts"))
+    nightly = _nightly(reader, top.get("nightly"))
+    sources = _sources(reader, top.get("sources"))
+    kernels = _kernels(reader, top.get("kernels"), sources)
     suites = _suites(reader, top.get("suites"))
     for name, cfg in suites.items():
         wanted = registry()[name](cfg).needs().min_cpus

@@ -29,11 +29,11 @@ from pathlib import Path
 from orchestrator import compare
 from orchestrator.config import QemuConfig, RigConfig, default_config_path
 from orchestrator.errors import InfraError, RigError
-from orchestrator.results import DIFFERS, Case, RunRecord
+from orchestrator.results import DIFFERS, RunRecord
 from orchestrator.suites import Suite
 from orchestrator.targets import Target
 from orchestrator.targets.qemu import qemu_for
-from orchestrator.verdicts import ERROR, FAIL, SKIP
+from orchestrator.verdicts import ERROR, FAIL, SKIP, Case
 
 
 def rerun_command(rig: RigConfig, only: str | None = None, kernels: Iterable[str] = (),

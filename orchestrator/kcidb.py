@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.identity import build_version, git_commit
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
-
-if TYPE_CHECKING:  # results writes the document with this module; Case is a type here
-    from orchestrator.results import Case
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 ORIGIN = "riscv_kvm_rig"
 FILE_NAME = "kcidb.json"

@@ -16,12 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
-
-if TYPE_CHECKING:  # results writes KTAP with this module; Case is a type here
-    from orchestrator.results import Case
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 VERSION = re.compile(r"^(?:KTAP version (\d+)|TAP version (\d+))\s*$")
 PLAN = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*))?$")

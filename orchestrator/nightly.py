@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import compare, store
 from orchestrator.config import NightlyConfig
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE, BadInput
-from orchestrator.results import Case
 from orchestrator.suites import registry
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, Case
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.compare import Side, by_kernel, compare
-from orchestrator.results import DIFFERS, Case
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
+from orchestrator.results import DIFFERS
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -283,7 +283,7 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
 
 
 class TargetRun:
-    """The plan's suites on one standing target (an rig.yaml `targets:` entry), cases
+    """The plan's suites on one standing target (a rig.yaml `targets:` entry), cases
     recorded under the target's name."""
 
     def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, entry: Any,

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case, exit_code, finished, load_cases
+from orchestrator.results import exit_code, finished, load_cases
+from orchestrator.verdicts import Case
 
 STORE_NAME = "rig.sqlite"
 STORE_ENV = "RIG_STORE"

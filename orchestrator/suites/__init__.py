@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from orchestrator import plugins
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case
 from orchestrator.targets import Capabilities, Console, Needs, Target
-from orchestrator.verdicts import ERROR
+from orchestrator.verdicts import ERROR, Case
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig

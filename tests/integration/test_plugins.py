@@ -21,8 +21,7 @@ TOY = '''
 """toy: a suite kept outside the rig, in one file."""
 import dataclasses
 
-from orchestrator.results import Measurement
-from orchestrator.verdicts import FAIL, PASS
+from orchestrator.results import FAIL, PASS, Measurement
 from orchestrator.suites import Suite, SuiteConfig
 
 

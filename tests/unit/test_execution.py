@@ -10,12 +10,12 @@ from pathlib import Path
 from orchestrator import config
 from orchestrator.errors import InfraError
 from orchestrator.execution import Execution, machine_groups, rerun_command
-from orchestrator.results import Case, RunRecord
+from orchestrator.results import RunRecord
 from orchestrator.suites import Suite, SuiteConfig
 from orchestrator.suites.kvm_host import KvmHost
 from orchestrator.suites.latency import Latency, LatencyConfig
 from orchestrator.targets import Capabilities, CommandResult, Needs
-from orchestrator.verdicts import ERROR, FAIL, PASS, SKIP
+from orchestrator.verdicts import ERROR, FAIL, PASS, SKIP, Case
 
 REPO = Path(__file__).resolve().parents[2]
 

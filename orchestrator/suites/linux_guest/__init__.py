@@ -27,11 +27,11 @@ from pathlib import Path
 from orchestrator import guest
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, tail
-from orchestrator.results import Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.linux_guest import expect as rules
 from orchestrator.suites.linux_guest import guestvm, vmm
 from orchestrator.targets import Console, Needs, Target
+from orchestrator.verdicts import Case
 
 MOUNT = "/mnt/linux-guest"
 GUEST_CPUS = 2

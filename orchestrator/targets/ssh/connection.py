@@ -21,16 +21,14 @@ import hashlib
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import paramiko
 
 from orchestrator.budget import Budget
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.targets import Capabilities, CommandResult, session_log
-
-if TYPE_CHECKING:
-    from orchestrator.targets.ssh import SshEntry
+from orchestrator.targets.ssh.entry import SshEntry
 
 READ_CHUNK = 65536
 POLL_SECONDS = 0.2  # how often a waiting command checks its deadline

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from orchestrator import cachefile, debian
 from orchestrator.image import Entry, write_cpio
 from orchestrator.progress import Progress
-from orchestrator.targets.ssh import SshEntry
+from orchestrator.targets.ssh.entry import SshEntry
 
 KERNEL_ARG = "rig.ssh"
 MULTIARCH = "usr/lib/riscv64-linux-gnu"
