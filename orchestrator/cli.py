@@ -252,14 +252,6 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
     raise BadInput(f"{given}: no run there (no {' nor '.join(looked)})")
 
 
-def _manifest(run_dir: Path) -> dict:
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
-
-
 def _sides(run_dir: Path) -> dict[str, Side]:
     try:
         cases = results.load_cases(run_dir)
@@ -284,7 +276,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
     sides = list({s.label: s for pair in pairs for s in pair}.values())
     kernels = {f"{run_dir.name}:{name}": built for run_dir in (dir_a, dir_b)
-               for name, built in _manifest(run_dir).get("kernels", {}).items()}
+               for name, built in results.read_manifest(run_dir).get("kernels", {}).items()}
     comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", sides, pairs,
                                {s.label: kernels[s.label] for s in sides if s.label in kernels})
     if args.json:

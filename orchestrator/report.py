@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.compare import Side, by_kernel, compare
-from orchestrator.results import DIFFERS
+from orchestrator.results import DIFFERS, read_manifest
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 if TYPE_CHECKING:
@@ -274,10 +274,7 @@ def write_run(run_dir: Path, cases: list[Case]) -> list[dict]:
     """A run's own report: each kernel against the run's first kernel."""
     kernels = by_kernel([c for c in cases if c.suite != DIFFERS])
     sides = [Side(name, mine) for name, mine in kernels.items()]
-    try:
-        built = json.loads((run_dir / "manifest.json").read_text()).get("kernels", {})
-    except (OSError, ValueError):
-        built = {}
+    built = read_manifest(run_dir).get("kernels", {})
     return write(run_dir, f"Run {run_dir.name}", sides,
                  [(sides[0], side) for side in sides[1:]],
                  {name: built[name] for name in kernels if name in built})

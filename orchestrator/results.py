@@ -132,12 +132,19 @@ class RunRecord:
         return exit_code(self.cases)
 
 
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """run_dir's manifest.json; {} if there is none or it is not a JSON object
+    (a run's directory is foreign input)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def finished(run_dir: Path) -> bool:
     """Whether the run in run_dir completed (its manifest says when it finished)."""
-    try:
-        return bool(json.loads((run_dir / "manifest.json").read_text()).get("finished"))
-    except (OSError, ValueError, AttributeError):
-        return False
+    return bool(read_manifest(run_dir).get("finished"))
 
 
 def results_json(run_id: str, cases: list[Case]) -> str:

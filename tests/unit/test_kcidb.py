@@ -53,8 +53,8 @@ def test_a_run_is_a_valid_kcidb_document(tmp_path: Path) -> None:
     assert len(data["checkouts"]) == 2  # the same source, with and without the patch
     builds = {b["comment"]: b for b in data["builds"]}
     # the kernel's identity, never the run's
-    assert builds["b922307a-parent"]["id"] == "riscv_kvm_rig:6.12.57-deb6.12.57-1+3f3f3f3f3f3f"
-    assert builds["b922307a"]["id"] == "riscv_kvm_rig:6.12.57-deb6.12.57-1+0c0c0c0c0c0c"
+    assert builds["b922307a-parent"]["id"] == "riscv_kvm_rig:6.12.57-deb6.12.57-1-3f3f3f3f3f3f"
+    assert builds["b922307a"]["id"] == "riscv_kvm_rig:6.12.57-deb6.12.57-1-0c0c0c0c0c0c"
     assert all(record.run_id not in b["id"] for b in data["builds"])
     tests = {(t["build_id"], t["path"]): t for t in data["tests"]}
     assert len(tests) == 12

@@ -170,8 +170,12 @@ def test_squad_never_prints_url_credentials() -> None:
 def test_a_kernel_is_published_under_its_version_and_commit_not_the_run() -> None:
     debian = {"release": "6.12.57", "source": "linux-source-6.12=6.12.57-1", "key": "3f" * 32}
     git = {"release": "6.13.0-rc1", "source": "git:" + "ab" * 20, "key": "0c" * 32}
-    assert build_version(debian) == "6.12.57-deb6.12.57-1+3f3f3f3f3f3f"
-    assert build_version(git) == "6.13.0-rc1-gabababababab+0c0c0c0c0c0c"
+    assert build_version(debian) == "6.12.57-deb6.12.57-1-3f3f3f3f3f3f"
+    assert build_version(git) == "6.13.0-rc1-gabababababab-0c0c0c0c0c0c"
+    # as SQUAD takes a version: [a-zA-Z0-9_.-], a Debian backport's '~' and a '+' release too
+    backport = {"release": "6.12.118+", "source": "linux-source-6.12=6.12.118-1~deb12u1",
+                "key": "62b24b476961" + "0" * 52}
+    assert build_version(backport) == "6.12.118_-deb6.12.118-1_deb12u1-62b24b476961"
     data = squad.payload([case("a/x", PASS)], {"run_id": "r1", "kernels": {"k": git}}, "k")
     assert data["metadata"]["kernel_commit"] == "ab" * 20
     assert data["metadata"]["kernel_release"] == "6.13.0-rc1"
