@@ -83,7 +83,7 @@ class TimeoutsConfig:
 
 
 # What may turn `orchestrator nightly` red (exit 1), compared with the previous run.
-NIGHTLY_CHECKS = ("new-failures", "slower")
+NIGHTLY_CHECKS = ("new-failures", "slower", "gone-cases")
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,9 @@ class RigConfig:
             known = ", ".join([QEMU_TARGET, *self.targets])
             raise BadInput(f"{self.path}: no target named {name!r} (targets: {known})")
         return self.targets[name]
+
+
+RESULTS_ENV = "RIG_RESULTS_DIR"
 
 
 def default_cache_dir() -> Path:
@@ -540,7 +543,8 @@ def _kernels(reader: Reader, value: Any, sources: dict[str, Source]) -> tuple[Ke
 
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
-    its `results_dir`, else results_dir, else ./results."""
+    its `results_dir`, else results_dir, else $RIG_RESULTS_DIR, else ./results
+    (as the cache goes to `cache_dir`, else $RIG_CACHE_DIR)."""
     path = Path(path or default_config_path()).resolve()
     doc = read_yaml(path)
     reader = Reader(path)
@@ -569,7 +573,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         sources=sources,
         kernels=kernels,
         cache_dir=directory("cache_dir", default_cache_dir()),
-        results_dir=directory("results_dir", (results_dir or Path("results")).resolve()),
+        results_dir=directory("results_dir", (results_dir or Path(
+            os.environ.get(RESULTS_ENV) or "results")).resolve()),
         suites=suites,
         timeouts=timeouts,
         nightly=nightly,

@@ -205,7 +205,7 @@ def _case_result(number: int, case: Case) -> Result:
     if case.verdict == SKIP:
         return Result(True, number, case.id, "SKIP", reason)
     if case.verdict == KNOWN_DEVIATION:
-        return Result(True, number, case.id, "XFAIL", f"{case.rule}: {reason}")
+        return Result(True, number, case.id, "XFAIL", " ".join(case.reason_with_rule.split()))
     if case.verdict == ERROR:
         return Result(False, number, case.id, "ERROR", reason)
     assert case.verdict == FAIL, case.verdict
@@ -213,11 +213,16 @@ def _case_result(number: int, case: Case) -> Result:
     return Result(False, number, case.id, diagnostics=diagnostics)
 
 
+def group_name(case: Case) -> str:
+    """A kernel's suite, as KTAP's subtest and JUnit's testsuite are named."""
+    return f"{case.kernel}.{case.suite}"
+
+
 def from_cases(cases: Iterable[Case]) -> Document:
     """One subtest per kernel and suite (named kernel.suite), in the order first seen."""
     groups: dict[str, list[Case]] = {}
     for case in cases:
-        groups.setdefault(f"{case.kernel}.{case.suite}", []).append(case)
+        groups.setdefault(group_name(case), []).append(case)
     top = Document(version="KTAP version 1", plan=len(groups))
     for number, (name, members) in enumerate(groups.items(), start=1):
         sub = Document(version="KTAP version 1", plan=len(members),

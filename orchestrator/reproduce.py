@@ -84,7 +84,7 @@ def find_case(results_dir: Path, case_id: str, kernel: str | None,
         candidates = [run_dir]
     else:
         candidates = sorted((d for d in results_dir.iterdir()
-                             if (d / MANIFEST).is_file()),
+                             if (d / MANIFEST).is_file() and not d.is_symlink()),
                             key=lambda d: (d / MANIFEST).stat().st_mtime, reverse=True
                             ) if results_dir.is_dir() else []
     for directory in candidates:

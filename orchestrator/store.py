@@ -1,6 +1,7 @@
 """The results store: every run, case and measurement in one SQLite database.
 
-results/rig.sqlite sits beside the run directories it indexes. Run
+results/rig.sqlite sits beside the run directories it indexes ($RIG_STORE puts
+it elsewhere: run directories are then recorded by absolute path). Run
 directories stay the source of truth (results.json, manifest.json); the
 store makes questions across runs cheap: the previous run of a kernel, a
 figure over the last N runs.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import socket
 import sqlite3
 import time
@@ -32,10 +34,18 @@ from typing import Any
 
 from orchestrator import validate
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import CASE_SCHEMA, MANIFEST, exit_code, load_cases, load_manifest
+from orchestrator.results import (
+    CASE_SCHEMA,
+    MANIFEST,
+    exit_code,
+    finished,
+    load_cases,
+    load_manifest,
+)
 from orchestrator.verdicts import Case
 
 STORE_NAME = "rig.sqlite"
+STORE_ENV = "RIG_STORE"
 BUSY_TIMEOUT_MS = 60_000
 
 MIGRATIONS: list[str] = [
@@ -97,7 +107,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def path_for(results_dir: Path) -> Path:
-    return results_dir / STORE_NAME
+    """results_dir/rig.sqlite, or $RIG_STORE: a CI job that keeps only the rig's cache
+    between nights keeps the store there and starts each night with an empty results/."""
+    explicit = os.environ.get(STORE_ENV)
+    return Path(explicit).resolve() if explicit else results_dir / STORE_NAME
 
 
 @dataclass(frozen=True)
@@ -209,13 +222,16 @@ class Store:
 
     def add_run(self, run_dir: Path, cases: list[Case], manifest: dict[str, Any],
                 code: int | None, recorded: float | None = None,
-                host: str | None = None) -> bool:
+                host: str | None = None, complete: bool = True) -> bool:
         """Store one run (replacing an earlier copy of it from the same directory); False
         if it was there unchanged. A run id stored from another directory is refused:
-        two runs under one id would be one run mixing both."""
+        two runs under one id would be one run mixing both. complete: False for a run
+        that did not finish; like a run of some cases (--only), it is then never a
+        baseline nor a point of a trend."""
         run_id = validate.name(run_dir.name, f"{run_dir}: run id")
         where = self._relative(run_dir)
-        partial = bool(manifest.get("only")) or "--only" in manifest.get("reproduce", "")
+        partial = (not complete or bool(manifest.get("only"))
+                   or "--only" in manifest.get("reproduce", ""))
         payload = json.dumps(manifest, sort_keys=True)
         qemu = manifest.get("qemu", {}).get("version")
         with _transaction(self.db):
@@ -258,12 +274,14 @@ class Store:
         return True
 
     def import_dir(self, run_dir: Path) -> bool:
-        """Store a run directory as written by `orchestrator run`; False if already stored."""
+        """Store a run directory as written by `orchestrator run`; False if already stored.
+        A run that has not finished (still being written, or killed) is stored as partial."""
         run_dir = run_dir.resolve()
         cases, manifest = load_cases(run_dir), load_manifest(run_dir)
         # the run's own time: its manifest, written as it went
         recorded = (run_dir / MANIFEST).stat().st_mtime
-        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded)
+        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded,
+                            complete=finished(run_dir))
 
     def forget(self, run_id: str) -> StoredRun:
         """Remove a stored run (its run directory is left alone)."""

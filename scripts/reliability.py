@@ -95,7 +95,8 @@ def qemu_left(marker: str) -> list[int]:
 
 
 def run_dir(results: Path) -> Path | None:
-    dirs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
+    dirs = [p for p in results.glob("*") if p.is_dir() and not p.is_symlink()
+            ] if results.is_dir() else []
     return dirs[0] if len(dirs) == 1 else None
 
 

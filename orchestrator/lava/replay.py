@@ -227,8 +227,9 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()
-    if len(kernels) > 1 and not data.get("only"):
+    if not data.get("only"):
         report.write_run(record.dir, record.cases)
+    record.finish()
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record

@@ -99,6 +99,7 @@ class Lab:
                                self.results / "boot.pid")
         return {"rig_version": "0.1.0", "config": str(self.config), "host": "lab",
                 "only": None, "reproduce": "orchestrator run",
+                "finished": "2026-12-02T12:00:00Z",
                 "qemu": {"version": "QEMU 10", "cpu": "rv64", "machine": "virt", "smp": 2,
                          "icount": None},
                 "suites": {},

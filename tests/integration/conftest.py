@@ -82,7 +82,8 @@ def load_run(run_dir: Path) -> list[dict]:
 
 def run_cases(tmp_path: Path) -> list[dict]:
     """The cases of the one run under tmp_path/results."""
-    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir()
+                  if p.is_dir() and not p.is_symlink())
     return load_run(run_dir)
 
 
@@ -154,5 +155,6 @@ def readme_run(built_kernels: dict[str, dict], tmp_path_factory: pytest.TempPath
     result = subprocess.run([str(REPO / "scripts" / "rig"), "run"], cwd=REPO,
                             env=dict(os.environ, RIG_CONFIG=str(config)),
                             capture_output=True, text=True, timeout=3 * 3600)
-    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir()
+                  if p.is_dir() and not p.is_symlink())
     return result, run_dir

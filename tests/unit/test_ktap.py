@@ -178,3 +178,11 @@ def test_no_case_id_or_reason_adds_a_result(cases):
     sub = back.results[0].subtests
     assert len(sub.results) == len(run) and sub.problems() == []
     assert [r.ok for r in sub.results] == [c.verdict == PASS for c in run]
+
+
+def test_a_deviation_names_its_rule_once() -> None:
+    rule = "kvm-unconfigured-counter-traps"
+    deviation = Case("counters/VS/cycle", "counters", "known-deviation", kernel="k1", rule=rule,
+                     reason=f"{rule}: a VS read returns a value")
+    inner = ktap.parse(ktap.write(ktap.from_cases([deviation]))).results[0].subtests.results
+    assert inner[0].reason == f"{rule}: a VS read returns a value"

@@ -30,6 +30,7 @@ def make_run(results: Path, run_id: str, kernels: dict[str, str], verdict: str =
                         kernels={n: {"key": key, "source": "git:abc123", "patches": {"p": "1"},
                                      "config_sha256": "c", "toolchain": "t"}
                                  for n, key in kernels.items()})
+    record.finish()
     return record.dir
 
 

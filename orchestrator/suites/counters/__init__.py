@@ -90,6 +90,7 @@ class Counters(Suite):
     def _run_program(self, target: Target, pmu: bool, ids: list[str]) -> Iterator[Case]:
         values = list(dict.fromkeys(int(_ID.fullmatch(i).group(4), 16) for i in ids))
         result = target.run(self._command(pmu, values))
+        share = round(result.seconds / len(ids), 3)  # one program reads them all
         reported = set()
         for record in guest.parse_records(result.output):
             if record.get("kind") != "counter":
@@ -102,6 +103,7 @@ class Counters(Suite):
             judged = expect.judge(record)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=expect.outcome_of(record), expected=judged.expected,
+                            duration=share,
                             details={"observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]
         if missing:

@@ -103,6 +103,8 @@ class KselftestKvm(Suite):
     name = "kselftest-kvm"
     Config = KselftestConfig
     order = 80
+    found_at_run_time = ("get-reg-list's configurations (as the extensions KVM offers) and"
+                         " each program's KTAP subtests, under the program's id")
     cfg: KselftestConfig
 
     def __init__(self, cfg: SuiteConfig) -> None:

@@ -183,10 +183,12 @@ class LinuxGuest(Suite):
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
                    "guest_boot_seconds": _boot_seconds(run)}
-        yield from self._judged(host_pua, ids, guest_console, run, details)
+        yield from self._judged(host_pua, ids, guest_console, run, details,
+                                round(result.seconds / len(ids), 3))
 
     def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
-                details: dict) -> Iterator[Case]:
+                details: dict, share: float = 0.0) -> Iterator[Case]:
+        """share: each case's part of the guest run that read them all."""
         records = guest.parse_records(console)
         start = next((r for r in records if r.get("kind") == "start"), {})
         cpus = int(start.get("cpus", GUEST_CPUS))
@@ -202,6 +204,7 @@ class LinuxGuest(Suite):
             judged = rules.judge(record, cpus)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
+                            duration=share,
                             details={**details, "observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]
         if missing:
