@@ -1,0 +1,295 @@
+"""A LAVA lab on 127.0.0.1 for the tests: Debian's lava-server and lava-dispatcher
+(installed by `orchestrator setup --lava-server`), started without systemd.
+
+`lab(workdir, device_type_template)` starts, each as a child process of its own
+session:
+
+- PostgreSQL 15 on a private cluster (initdb in a fresh directory, TCP on
+  127.0.0.1 only, run as the `postgres` user: it refuses root);
+- lava-server's Django app, configured through the environment (DATABASE_URL,
+  SECRET_KEY and LAVA_SETTINGS_*: see lava_server/settings/prod.py), never
+  through /etc/lava-server: database migrated, an admin user and its token,
+  device type `qemu` whose template is the rig's rendered qemu device, one
+  worker and two devices on it (qemu-01, qemu-02);
+- gunicorn serving lava_server.wsgi (the REST API and the workers' endpoints),
+  lava-server's scheduler, and lava-worker (which runs lava-run for each job).
+
+On exit it cancels what still runs, stops the daemons (their process groups),
+kills any lava-run or QEMU left under the lab's directory, and removes the
+database cluster. Nothing is written outside workdir and the cluster's
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+WORKER = "rig-worker"
+DEVICES = ("qemu-01", "qemu-02")
+ADMIN = "admin"
+
+
+@dataclasses.dataclass
+class Lab:
+    url: str  # http://127.0.0.1:PORT/
+    token: str  # the admin's API token
+    dir: Path
+    timings: dict[str, float]
+
+    def api(self, path: str, method: str = "GET", data: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}api/v0.2/{path}", method=method,
+            data=json.dumps(data).encode() if data is not None else None,
+            headers={"Authorization": f"Token {self.token}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_root(cmd: list[str], env: dict[str, str] | None = None) -> list[str]:
+    """cmd as root (the dispatcher insists on it), with env passed explicitly."""
+    assignments = [f"{k}={v}" for k, v in (env or {}).items()]
+    if os.geteuid() == 0:
+        return ["env", *assignments, *cmd] if assignments else cmd
+    return ["sudo", "-n", "env", *assignments, *cmd]
+
+
+def _as_user(user: str, cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", user, "--", *cmd]
+    return ["sudo", "-n", "-u", user, *cmd]
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if os.geteuid() == 0:
+            os.killpg(process.pid, sig)
+        else:
+            subprocess.run(["sudo", "-n", "kill", f"-{sig.name}", "--", f"-{process.pid}"],
+                           stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen, sig: signal.Signals = signal.SIGTERM) -> None:
+    if process.poll() is not None:
+        return
+    _signal_group(process, sig)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def processes_under(path: Path) -> list[int]:
+    """Live processes whose command line names path (lava-run, QEMU of the lab's jobs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline and ("lava-run" in cmdline or "qemu-system" in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(what: str, ready, timeout: float, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited {process.returncode}:\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(OSError, ValueError):
+            if ready():
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not ready after {timeout:g}s:\n"
+                       f"{log.read_text(errors='replace')[-3000:]}")
+
+
+class _Daemons:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = self.logs / f"{name}.out"
+        with log.open("ab") as sink:
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append((name, process))
+        return process, log
+
+    def stop_all(self) -> None:
+        for name, process in reversed(self.started):
+            # PostgreSQL's fast shutdown is SIGINT
+            _stop(process, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+
+
+def _postgres(daemons: _Daemons, cluster: Path, password: str) -> int:
+    """A private PostgreSQL cluster with the lavaserver role and database; its port."""
+    pwfile = cluster.parent / "pw"
+    pwfile.write_text(password + "\n")
+    shutil.chown(cluster, "postgres", "postgres")
+    shutil.chown(pwfile, "postgres", "postgres")
+    subprocess.run(_as_user("postgres", [
+        str(PG_BIN / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=scram-sha-256",
+        f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"]),
+        check=True, capture_output=True)
+    port = _free_port()
+    process, log = daemons.start("postgres", _as_user("postgres", [
+        str(PG_BIN / "postgres"), "-D", str(cluster), "-h", "127.0.0.1", "-p", str(port),
+        "-k", str(cluster)]))
+    env = dict(os.environ, PGPASSWORD=password)
+    _wait_for("PostgreSQL", lambda: subprocess.run(
+        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0,
+        60, process, log)
+    for sql in (f"CREATE ROLE lavaserver LOGIN PASSWORD '{password}'",
+                "CREATE DATABASE lavaserver OWNER lavaserver ENCODING 'UTF8'"):
+        subprocess.run([str(PG_BIN / "psql"), "-q", "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "postgres", "-d", "postgres", "-c", sql],
+                       env=env, check=True, capture_output=True)
+    return port
+
+
+def _settings(lab_dir: Path, db_port: int, password: str, http_port: int,
+              device_types: Path, devices: Path) -> dict[str, str]:
+    """lava-server's configuration, all in the environment (lava_server.settings.prod)."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "lava_server.settings.prod",
+        "DATABASE_URL": f"postgres://lavaserver:{password}@127.0.0.1:{db_port}/lavaserver",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LAVA_SETTINGS_DEVICES_PATH": str(devices),
+        "LAVA_YAML_SETTINGS_DEVICE_TYPES_PATHS": json.dumps([str(device_types)]),
+        "LAVA_SETTINGS_HEALTH_CHECKS_PATH": str(lab_dir / "health-checks"),
+        "LAVA_SETTINGS_MEDIA_ROOT": str(lab_dir / "media"),
+        "LAVA_SETTINGS_DJANGO_LOGFILE": str(lab_dir / "logs" / "django.log"),
+        "LAVA_SETTINGS_DISPATCHER_CONFIG_PATH": str(lab_dir / "dispatcher.d"),
+        "LAVA_YAML_SETTINGS_INSTANCE_NAME": json.dumps("rig-test-lab"),
+        # plain http on 127.0.0.1
+        "LAVA_YAML_SETTINGS_SESSION_COOKIE_SECURE": "false",
+        "LAVA_YAML_SETTINGS_CSRF_COOKIE_SECURE": "false",
+        "LAVA_YAML_SETTINGS_HTTPS_XML_RPC": "false",
+        "PATH": "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(_as_root(["lava-server", "manage", *args], env),
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"lava-server manage {' '.join(args[:2])} exited"
+                           f" {result.returncode}:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+@contextlib.contextmanager
+def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
+    """A running lab; see the module's docstring."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    lab_dir = workdir.resolve()
+    for sub in ("logs", "media", "device-types", "devices", "health-checks", "dispatcher.d",
+                "worker"):
+        (lab_dir / sub).mkdir(parents=True, exist_ok=True)
+    (lab_dir / "device-types" / "qemu.jinja2").write_text(device_type_template)
+    for device in DEVICES:
+        (lab_dir / "devices" / f"{device}.jinja2").write_text("{% extends 'qemu.jinja2' %}\n")
+    # postgres must reach its cluster: a directory of its own, outside private tmp dirs
+    pg_root = Path(tempfile.mkdtemp(prefix="rig-lava-pg-"))
+    os.chmod(pg_root, 0o755)
+    daemons = _Daemons(lab_dir / "logs")
+    password = secrets.token_hex(16)
+    lab_obj: Lab | None = None
+    try:
+        pg_root.joinpath("data").mkdir()
+        db_port = _postgres(daemons, pg_root / "data", password)
+        timings["database_seconds"] = round(time.monotonic() - started, 1)
+        http_port = _free_port()
+        env = _settings(lab_dir, db_port, password, http_port,
+                        lab_dir / "device-types", lab_dir / "devices")
+        mark = time.monotonic()
+        _manage(env, "migrate", "--noinput")
+        timings["migrate_seconds"] = round(time.monotonic() - mark, 1)
+        _manage(env, "users", "add", ADMIN, "--superuser", "--staff",
+                "--passwd", secrets.token_hex(12))
+        token = secrets.token_hex(32)
+        _manage(env, "tokens", "add", "--user", ADMIN, "--secret", token,
+                "--description", "rig tests")
+        _manage(env, "device-types", "add", "qemu")
+        worker_out = _manage(env, "workers", "add", WORKER)
+        worker_token = next(line.split(":", 1)[1].strip() for line in worker_out.splitlines()
+                            if line.startswith("Token:"))
+        for device in DEVICES:
+            _manage(env, "devices", "add", "--device-type", "qemu", "--worker", WORKER,
+                    device)
+        url = f"http://127.0.0.1:{http_port}/"
+        gunicorn, gunicorn_log = daemons.start("gunicorn", _as_root([
+            "gunicorn3", "lava_server.wsgi", "--bind", f"127.0.0.1:{http_port}",
+            "--workers", "2", "--worker-class", "eventlet", "--timeout", "120",
+            "--log-file", str(lab_dir / "logs" / "gunicorn.log")], env))
+        lab_obj = Lab(url, token, lab_dir, timings)
+        _wait_for("gunicorn", lambda: lab_obj.api("system/version/") is not None, 120,
+                  gunicorn, gunicorn_log)
+        daemons.start("lava-scheduler", _as_root([
+            "lava-server", "manage", "lava-scheduler", "--level", "DEBUG",
+            "--log-file", str(lab_dir / "logs" / "lava-scheduler.log")], env))
+        worker, worker_log = daemons.start("lava-worker", _as_root([
+            "lava-worker", "--name", WORKER, "--url", url, "--token", worker_token,
+            "--worker-dir", str(lab_dir / "worker"), "--level", "DEBUG",
+            "--log-file", str(lab_dir / "logs" / "lava-worker.log")],
+            {"PATH": env["PATH"], "LC_ALL": "C.UTF-8"}))
+        _wait_for("lava-worker", lambda: _worker_online(lab_obj), 120, worker, worker_log)
+        timings["lab_seconds"] = round(time.monotonic() - started, 1)
+        yield lab_obj
+    finally:
+        if lab_obj is not None:
+            with contextlib.suppress(OSError, ValueError):
+                _cancel_all(lab_obj)
+        daemons.stop_all()
+        leftovers = processes_under(lab_dir)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL) if os.geteuid() == 0 else subprocess.run(
+                    ["sudo", "-n", "kill", "-KILL", str(pid)])
+        subprocess.run(_as_root(["rm", "-rf", str(pg_root)]), check=False)
+
+
+def _worker_online(lab_obj: Lab) -> bool:
+    worker = lab_obj.api(f"workers/{WORKER}/")
+    return worker.get("state") == "Online"
+
+
+def _cancel_all(lab_obj: Lab) -> None:
+    jobs = lab_obj.api("jobs/?state__in=Submitted,Scheduling,Scheduled,Running&limit=100")
+    for job in jobs.get("results", []):
+        lab_obj.api(f"jobs/{job['id']}/cancel/")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lab_obj.api(
+            "jobs/?state__in=Scheduled,Running,Canceling&limit=1").get("count"):
+        time.sleep(1)
