@@ -425,8 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
     p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
-    p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
-                   " to run exported jobs on this machine")
+    p.add_argument("--lava", action="store_true",
+                   help="also a LAVA lab's packages (lava-dispatcher, lava-server,"
+                        " PostgreSQL) to run exported jobs on this machine")
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("build", help="build kernels (cached by content)")

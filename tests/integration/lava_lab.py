@@ -1,5 +1,5 @@
 """A LAVA lab on 127.0.0.1 for the tests: Debian's lava-server and lava-dispatcher
-(installed by `orchestrator setup --lava-server`), started without systemd.
+(installed by `orchestrator setup --lava`), started without systemd.
 
 `lab(workdir, device_type_template)` starts, each as a child process of its own
 session:
@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -38,7 +37,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 WORKER = "rig-worker"
 DEVICES = ("qemu-01", "qemu-02")
 ADMIN = "admin"
@@ -59,6 +57,16 @@ class Lab:
                      "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"{}")
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's programs (Debian keeps one directory each)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if not found:
+        raise RuntimeError("no PostgreSQL server under /usr/lib/postgresql"
+                           " (orchestrator setup --lava installs it)")
+    return found[-1].parent
 
 
 def _free_port() -> int:
@@ -151,25 +159,26 @@ class _Daemons:
 
 def _postgres(daemons: _Daemons, cluster: Path, password: str) -> int:
     """A private PostgreSQL cluster with the lavaserver role and database; its port."""
+    bin_dir = postgres_bin()
     pwfile = cluster.parent / "pw"
     pwfile.write_text(password + "\n")
     shutil.chown(cluster, "postgres", "postgres")
     shutil.chown(pwfile, "postgres", "postgres")
     subprocess.run(_as_user("postgres", [
-        str(PG_BIN / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=scram-sha-256",
+        str(bin_dir / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=scram-sha-256",
         f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"]),
         check=True, capture_output=True)
     port = _free_port()
     process, log = daemons.start("postgres", _as_user("postgres", [
-        str(PG_BIN / "postgres"), "-D", str(cluster), "-h", "127.0.0.1", "-p", str(port),
+        str(bin_dir / "postgres"), "-D", str(cluster), "-h", "127.0.0.1", "-p", str(port),
         "-k", str(cluster)]))
     env = dict(os.environ, PGPASSWORD=password)
     _wait_for("PostgreSQL", lambda: subprocess.run(
-        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0,
+        [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0,
         60, process, log)
     for sql in (f"CREATE ROLE lavaserver LOGIN PASSWORD '{password}'",
                 "CREATE DATABASE lavaserver OWNER lavaserver ENCODING 'UTF8'"):
-        subprocess.run([str(PG_BIN / "psql"), "-q", "-h", "127.0.0.1", "-p", str(port),
+        subprocess.run([str(bin_dir / "psql"), "-q", "-h", "127.0.0.1", "-p", str(port),
                         "-U", "postgres", "-d", "postgres", "-c", sql],
                        env=env, check=True, capture_output=True)
     return port
