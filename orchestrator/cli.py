@@ -27,6 +27,7 @@ from orchestrator import (
     history,
     kernel,
     lava,
+    lava_submit,
     nightly,
     plan,
     provision,
@@ -402,8 +403,19 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lava_submit(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    server = lava_submit.server_from(args.server, args.identity, dict(os.environ))
+    record, _, _ = lava_submit.run(rig, server, args.outdir, args.kernel, args.only,
+                                   args.base_url, args.device_type, args.tag, args.poll)
+    return _lava_summary(record)
+
+
 def cmd_lava_import(args: argparse.Namespace) -> int:
-    record = lava.import_run(_load(args), args.dir)
+    return _lava_summary(lava.import_run(_load(args), args.dir))
+
+
+def _lava_summary(record: results.RunRecord) -> int:
     print(report.summary_table(record.cases))
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
@@ -526,6 +538,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lava", help="the run as LAVA jobs (export), their logs as a run (import)")
     lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION")
     q = lava_sub.add_parser("export", help="one LAVA job per kernel, with its artifacts")
+    _export_arguments(q)
+    q.set_defaults(func=cmd_lava_export)
+    q = lava_sub.add_parser("submit", help="export, run the jobs on a LAVA server, follow them,"
+                            " fetch their logs and import them")
+    _export_arguments(q)
+    q.add_argument("--server", metavar="URL", help="the LAVA server (its root, or lavacli's"
+                   " .../RPC2); the token comes from $LAVA_TOKEN or the lavacli identity")
+    q.add_argument("--identity", metavar="NAME", help="the lavacli identity"
+                   " (~/.config/lavacli.yaml; default: 'default' when needed)")
+    q.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                   help="how often to ask the server about the jobs (default 5)")
+    q.set_defaults(func=cmd_lava_submit)
+    q = lava_sub.add_parser("import", help="judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
+                            " a run under results/")
+    q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
+    q.set_defaults(func=cmd_lava_import)
+    return parser
+
+
+def _export_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("outdir", type=Path, metavar="OUTDIR")
     q.add_argument("--kernel", action="append", metavar="K", help="only this kernel (repeat)")
     q.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
@@ -533,12 +565,6 @@ def build_parser() -> argparse.ArgumentParser:
                    " (default: file:// paths, for a worker on this machine)")
     q.add_argument("--device-type", default="qemu", help="the lab's device type (default qemu)")
     q.add_argument("--tag", action="append", metavar="TAG", help="a device tag jobs need")
-    q.set_defaults(func=cmd_lava_export)
-    q = lava_sub.add_parser("import", help="judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
-                            " a run under results/")
-    q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
-    q.set_defaults(func=cmd_lava_import)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

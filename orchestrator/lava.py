@@ -61,6 +61,7 @@ from orchestrator.targets.qemu import KERNEL_ARGS, emulation_args, machine_capab
 TEMPLATES = Path(__file__).parent / "templates"
 PLAN_FILE = "plan.json"
 DEVICE_FILE = "device/qemu-riscv64.yaml"
+SERVER_JOB_SUFFIX = ".job.json"  # logs/<kernel>.job.json: the server's record (lava submit)
 SCRIPT_DIR = "rig-lava"
 CASE_PATTERN = r"RIG-CASE (?P<test_case_id>\S+) (?P<result>pass|fail)"
 _CMD_END = re.compile(r"RIG-CMD-END (\d+) (\d+) ([\d.]+) ([\d.]+) (\w+)$")
@@ -614,6 +615,29 @@ def _log_path(directory: Path, kernel_name: str) -> Path | None:
     return None
 
 
+def _server_job(directory: Path, kernel_name: str) -> dict[str, Any] | None:
+    """What a LAVA server said of the kernel's job, if `lava submit` fetched it."""
+    path = directory / "logs" / f"{kernel_name}{SERVER_JOB_SUFFIX}"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: not a LAVA job record ({exc})") from None
+    return data if isinstance(data, dict) else None
+
+
+def _with_server_error(job: JobLog | None, server_job: dict[str, Any] | None) -> JobLog | None:
+    """A job the server ended Incomplete or Canceled: its message leads the job's error
+    (what the job did not finish becomes error cases, never failures)."""
+    error = str((server_job or {}).get("error") or "")
+    if not error:
+        return job
+    job = job or JobLog({}, [], "", 0.0)
+    job.error = error if not job.error or job.error in error else f"{error}; {job.error}"
+    return job
+
+
 def _add(record: RunRecord, rig: RigConfig, case: Case, kernel_name: str,
          log: Path | None) -> None:
     case.kernel = kernel_name
@@ -702,12 +726,15 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     for name in kernels:
         log_file = _log_path(directory, name)
         job = read_log(log_file.read_text(errors="replace")) if log_file else None
+        server_job = _server_job(directory, name)
+        job = _with_server_error(job, server_job)
         _replay_kernel(rig, record, name, plan["kernels"][name], plan.get("suites", {}),
                        job, log_file)
         if job:
             record.manifest["kernels"][name]["lava_job"] = {
-                "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
-                "boots_logged": sorted(job.boots)}
+                "log": str(log_file) if log_file else None, "seconds": job.seconds,
+                "error": job.error or None, "boots_logged": sorted(job.boots),
+                **({"server": server_job} if server_job else {})}
     baseline = kernels[0]
     for diff in compare.behaviour(record.cases, baseline):
         record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
