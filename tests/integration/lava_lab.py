@@ -48,6 +48,7 @@ class Lab:
     token: str  # the admin's API token
     dir: Path
     timings: dict[str, float]
+    env: dict[str, str] = dataclasses.field(repr=False)  # lava-server's configuration
 
     def api(self, path: str, method: str = "GET", data: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -220,6 +221,8 @@ def _manage(env: dict[str, str], *args: str) -> str:
 @contextlib.contextmanager
 def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
     """A running lab; see the module's docstring."""
+    # a test run stopped with SIGTERM (a CI timeout) still tears the lab down
+    previous = signal.signal(signal.SIGTERM, _leave)
     timings: dict[str, float] = {}
     started = time.monotonic()
     lab_dir = workdir.resolve()
@@ -262,7 +265,7 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
             "gunicorn3", "lava_server.wsgi", "--bind", f"127.0.0.1:{http_port}",
             "--workers", "2", "--worker-class", "eventlet", "--timeout", "120",
             "--log-file", str(lab_dir / "logs" / "gunicorn.log")], env))
-        lab_obj = Lab(url, token, lab_dir, timings)
+        lab_obj = Lab(url, token, lab_dir, timings, env)
         _wait_for("gunicorn", lambda: lab_obj.api("system/version/") is not None, 120,
                   gunicorn, gunicorn_log)
         daemons.start("lava-scheduler", _as_root([
@@ -287,6 +290,11 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
                 os.kill(pid, signal.SIGKILL) if os.geteuid() == 0 else subprocess.run(
                     ["sudo", "-n", "kill", "-KILL", str(pid)])
         subprocess.run(_as_root(["rm", "-rf", str(pg_root)]), check=False)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _worker_online(lab_obj: Lab) -> bool:
