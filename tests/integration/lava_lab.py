@@ -14,10 +14,12 @@ session:
 - gunicorn serving lava_server.wsgi (the REST API and the workers' endpoints),
   lava-server's scheduler, and lava-worker (which runs lava-run for each job).
 
-On exit it cancels what still runs, stops the daemons (their process groups),
-kills any lava-run or QEMU left under the lab's directory, and removes the
-database cluster. Nothing is written outside workdir and the cluster's
-temporary directory.
+Everything lives in a temporary directory of its own (configuration, database
+cluster, media, the worker's files). On exit the lab cancels what still runs,
+stops the daemons (their process groups), kills any process its daemons left
+(a job's lava-run, QEMU), copies its daemons' logs to workdir/logs and removes the rest.
+Nothing goes to /etc; lava-run keeps its per-job downloads in its own directory
+(/var/lib/lava/dispatcher/tmp) and removes them after the job.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Lab:
     dir: Path
     timings: dict[str, float]
     env: dict[str, str] = dataclasses.field(repr=False)  # lava-server's configuration
+    # what outlived the daemons' own shutdown and had to be killed (pid, command line)
+    leftovers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def api(self, path: str, method: str = "GET", data: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -77,11 +81,12 @@ def _free_port() -> int:
 
 
 def _as_root(cmd: list[str], env: dict[str, str] | None = None) -> list[str]:
-    """cmd as root (the dispatcher insists on it), with env passed explicitly."""
-    assignments = [f"{k}={v}" for k, v in (env or {}).items()]
+    """cmd as root (the dispatcher insists on it). Its environment is the Popen's:
+    sudo is told to keep those variables, so no secret shows on a command line."""
     if os.geteuid() == 0:
-        return ["env", *assignments, *cmd] if assignments else cmd
-    return ["sudo", "-n", "env", *assignments, *cmd]
+        return cmd
+    keep = f"--preserve-env={','.join(env)}" if env else "--preserve-env=PATH"
+    return ["sudo", "-n", keep, *cmd]
 
 
 def _as_user(user: str, cmd: list[str]) -> list[str]:
@@ -110,18 +115,35 @@ def _stop(process: subprocess.Popen, sig: signal.Signals = signal.SIGTERM) -> No
         process.wait(timeout=30)
 
 
-def processes_under(path: Path) -> list[int]:
-    """Live processes whose command line names path (lava-run, QEMU of the lab's jobs)."""
-    found = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live process."""
+    parents = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline and ("lava-run" in cmdline or "qemu-system" in cmdline):
-            found.append(int(entry.name))
+        if entry.name.isdigit():
+            try:
+                # the command may contain spaces and ')': the fields after the last ')'
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(roots: list[int]) -> dict[int, str]:
+    """The live processes under roots (lava-run renames itself, so the tree is what
+    ties a job's lava-run and QEMU to the lab): pid -> command line."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = {}, list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            try:
+                found[child] = (Path(f"/proc/{child}/cmdline").read_bytes()
+                                .replace(b"\0", b" ").decode(errors="replace").strip())
+            except OSError:
+                continue
+            todo.append(child)
     return found
 
 
@@ -144,10 +166,11 @@ class _Daemons:
         self.logs = logs
         self.started: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
+    def start(self, name: str, cmd: list[str],
+              env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
         log = self.logs / f"{name}.out"
         with log.open("ab") as sink:
-            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink,
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, env=env,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append((name, process))
         return process, log
@@ -161,10 +184,10 @@ class _Daemons:
 def _postgres(daemons: _Daemons, cluster: Path, password: str) -> int:
     """A private PostgreSQL cluster with the lavaserver role and database; its port."""
     bin_dir = postgres_bin()
-    pwfile = cluster.parent / "pw"
+    pwfile = cluster.parent / "pg-password"
     pwfile.write_text(password + "\n")
-    shutil.chown(cluster, "postgres", "postgres")
-    shutil.chown(pwfile, "postgres", "postgres")
+    subprocess.run(_as_root(["chown", "postgres:postgres", str(cluster), str(pwfile)]),
+                   check=True)
     subprocess.run(_as_user("postgres", [
         str(bin_dir / "initdb"), "-D", str(cluster), "-U", "postgres", "--auth=scram-sha-256",
         f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"]),
@@ -210,7 +233,7 @@ def _settings(lab_dir: Path, db_port: int, password: str, http_port: int,
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(_as_root(["lava-server", "manage", *args], env),
+    result = subprocess.run(_as_root(["lava-server", "manage", *args], env), env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"lava-server manage {' '.join(args[:2])} exited"
@@ -225,22 +248,21 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
     previous = signal.signal(signal.SIGTERM, _leave)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    lab_dir = workdir.resolve()
+    # the lab's own directory, readable by the users its daemons switch to (postgres,
+    # lavaserver for the scheduler): outside pytest's private temporary directories
+    lab_dir = Path(tempfile.mkdtemp(prefix="rig-lava-lab-"))
+    os.chmod(lab_dir, 0o755)
     for sub in ("logs", "media", "device-types", "devices", "health-checks", "dispatcher.d",
-                "worker"):
-        (lab_dir / sub).mkdir(parents=True, exist_ok=True)
+                "worker", "pg"):
+        (lab_dir / sub).mkdir()
     (lab_dir / "device-types" / "qemu.jinja2").write_text(device_type_template)
     for device in DEVICES:
         (lab_dir / "devices" / f"{device}.jinja2").write_text("{% extends 'qemu.jinja2' %}\n")
-    # postgres must reach its cluster: a directory of its own, outside private tmp dirs
-    pg_root = Path(tempfile.mkdtemp(prefix="rig-lava-pg-"))
-    os.chmod(pg_root, 0o755)
     daemons = _Daemons(lab_dir / "logs")
     password = secrets.token_hex(16)
     lab_obj: Lab | None = None
     try:
-        pg_root.joinpath("data").mkdir()
-        db_port = _postgres(daemons, pg_root / "data", password)
+        db_port = _postgres(daemons, lab_dir / "pg", password)
         timings["database_seconds"] = round(time.monotonic() - started, 1)
         http_port = _free_port()
         env = _settings(lab_dir, db_port, password, http_port,
@@ -264,18 +286,21 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
         gunicorn, gunicorn_log = daemons.start("gunicorn", _as_root([
             "gunicorn3", "lava_server.wsgi", "--bind", f"127.0.0.1:{http_port}",
             "--workers", "2", "--worker-class", "eventlet", "--timeout", "120",
-            "--log-file", str(lab_dir / "logs" / "gunicorn.log")], env))
+            "--log-file", str(lab_dir / "logs" / "gunicorn.log")], env), env)
         lab_obj = Lab(url, token, lab_dir, timings, env)
         _wait_for("gunicorn", lambda: lab_obj.api("system/version/") is not None, 120,
                   gunicorn, gunicorn_log)
         daemons.start("lava-scheduler", _as_root([
             "lava-server", "manage", "lava-scheduler", "--level", "DEBUG",
-            "--log-file", str(lab_dir / "logs" / "lava-scheduler.log")], env))
+            "--log-file", str(lab_dir / "logs" / "lava-scheduler.log")], env), env)
+        token_file = lab_dir / "worker-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(worker_token)
+        worker_env = {"PATH": env["PATH"], "LC_ALL": "C.UTF-8"}
         worker, worker_log = daemons.start("lava-worker", _as_root([
-            "lava-worker", "--name", WORKER, "--url", url, "--token", worker_token,
+            "lava-worker", "--name", WORKER, "--url", url, "--token-file", str(token_file),
             "--worker-dir", str(lab_dir / "worker"), "--level", "DEBUG",
-            "--log-file", str(lab_dir / "logs" / "lava-worker.log")],
-            {"PATH": env["PATH"], "LC_ALL": "C.UTF-8"}))
+            "--log-file", str(lab_dir / "logs" / "lava-worker.log")], worker_env), worker_env)
         _wait_for("lava-worker", lambda: _worker_online(lab_obj), 120, worker, worker_log)
         timings["lab_seconds"] = round(time.monotonic() - started, 1)
         yield lab_obj
@@ -283,13 +308,18 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
         if lab_obj is not None:
             with contextlib.suppress(OSError, ValueError):
                 _cancel_all(lab_obj)
+        under = descendants([process.pid for _, process in daemons.started])
         daemons.stop_all()
-        leftovers = processes_under(lab_dir)
-        for pid in leftovers:
+        alive = {pid: cmd for pid, cmd in under.items() if Path(f"/proc/{pid}").exists()}
+        for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL) if os.geteuid() == 0 else subprocess.run(
                     ["sudo", "-n", "kill", "-KILL", str(pid)])
-        subprocess.run(_as_root(["rm", "-rf", str(pg_root)]), check=False)
+        if lab_obj is not None:
+            lab_obj.leftovers = sorted(alive.items())
+        # its logs stay with the test's files; the rest (the database) goes
+        shutil.copytree(lab_dir / "logs", workdir / "logs", dirs_exist_ok=True)
+        subprocess.run(_as_root(["rm", "-rf", str(lab_dir)]), check=False)
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     rig_variant,
     run_dir_of,
 )
-from tests.integration.lava_lab import DEVICES, Lab, lab, processes_under
+from tests.integration.lava_lab import DEVICES, Lab, lab
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,7 @@ def lava_lab(rig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     with lab(tmp_path_factory.mktemp("lava-lab"), device) as running:
         FIGURES["lab"] = running.timings
         yield running
-        lab_dir = running.dir
-    assert processes_under(lab_dir) == [], "the lab left lava-run or QEMU running"
+    assert running.leftovers == [], "processes outlived the lab's daemons"
 
 
 @pytest.fixture(scope="module")
