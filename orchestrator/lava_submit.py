@@ -140,7 +140,7 @@ def check(server: Server) -> str:
 class Job:
     kernel: str
     id: int
-    state: str = "Submitted"
+    state: str = ""  # none seen yet: the first answer is news
     health: str = "Unknown"
     device: str = ""
     failure: str = ""
@@ -190,9 +190,11 @@ class Job:
         return before != (self.state, self.health, self.device)
 
     def describe(self) -> str:
-        if self.state in ("Submitted", "Scheduling"):
-            return f"job {self.id}: queued ({self.state})"
         where = f" on {self.device}" if self.device else ""
+        if self.state in ("Submitted", "Scheduling"):
+            return f"job {self.id}: queued, waiting for a device"
+        if self.state == "Scheduled":  # its worker starts it at its next ping
+            return f"job {self.id}: queued, scheduled{where}"
         if not self.finished:
             return f"job {self.id}: {self.state.lower()}{where}"
         return f"job {self.id}: finished{where}, {self.health}" + (

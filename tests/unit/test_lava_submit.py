@@ -107,8 +107,12 @@ def test_a_job_record_says_where_it_ran_and_how_long_it_waited() -> None:
     assert job.describe() == "job 7: finished on qemu-02, Complete"
     assert job.error == ""
     queued = lava_submit.Job("b922307a", 8)
-    assert queued.update({"state": "Submitted"}) is False  # nothing new
-    assert queued.describe() == "job 8: queued (Submitted)" and queued.queued_seconds is None
+    assert queued.update({"state": "Submitted"}) is True  # the first answer is news
+    assert queued.update({"state": "Submitted"}) is False
+    assert queued.describe() == "job 8: queued, waiting for a device"
+    assert queued.queued_seconds is None
+    assert queued.update({"state": "Scheduled", "actual_device": "qemu-01"}) is True
+    assert queued.describe() == "job 8: queued, scheduled on qemu-01"
 
 
 def test_an_incomplete_or_canceled_job_carries_lavas_message() -> None:
