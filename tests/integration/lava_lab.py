@@ -35,6 +35,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,13 +56,25 @@ class Lab:
     leftovers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def api(self, path: str, method: str = "GET", data: dict | None = None) -> dict:
+        return json.loads(self._call(path, method, data) or b"{}")
+
+    def text(self, path: str) -> str:
+        """A text answer (a job's log); '' if the server has none yet."""
+        try:
+            return self._call(path).decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return ""
+            raise
+
+    def _call(self, path: str, method: str = "GET", data: dict | None = None) -> bytes:
         request = urllib.request.Request(
             f"{self.url}api/v0.2/{path}", method=method,
             data=json.dumps(data).encode() if data is not None else None,
             headers={"Authorization": f"Token {self.token}",
                      "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
+            return response.read()
 
 
 def postgres_bin() -> Path:
