@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from orchestrator import config as rig_config
-from orchestrator import lava
+from orchestrator.lava import render, replay
 from tests.integration.conftest import (
     REPO,
     assert_same_verdicts,
@@ -52,7 +52,7 @@ def lava_lab(rig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     setup = orchestrator("setup", "--lava", config=rig, timeout=1800)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     FIGURES["setup_seconds"] = round(time.monotonic() - started, 1)
-    device = lava.render_device(rig_config.load(rig).qemu)
+    device = render.render_device(rig_config.load(rig).qemu)
     workdir = tmp_path_factory.mktemp("lava-lab")
     with lab(workdir, device) as running:
         FIGURES["lab"] = running.timings
@@ -85,7 +85,7 @@ def _submit(rig: Path, lava_lab: Lab, outdir: Path, *extra: str,
 
 
 def _server_job(outdir: Path, kernel: str, missing_ok: bool = False) -> dict:
-    path = outdir / "logs" / f"{kernel}{lava.SERVER_JOB_SUFFIX}"
+    path = outdir / "logs" / f"{kernel}{replay.SERVER_JOB_SUFFIX}"
     if missing_ok and not path.exists():
         return {}
     return json.loads(path.read_text())

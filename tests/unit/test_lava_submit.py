@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import lava, lava_submit
 from orchestrator.errors import BadInput
+from orchestrator.lava import logs, replay
+from orchestrator.lava import submit as lava_submit
 
 SECRET = "s3cr3t-token-value"
 
@@ -123,9 +124,9 @@ def test_an_incomplete_or_canceled_job_carries_lavas_message() -> None:
 
 def test_the_servers_error_leads_the_jobs_error_at_import() -> None:
     server = {"error": "LAVA job 7 Canceled"}
-    assert lava._with_server_error(None, server).error == "LAVA job 7 Canceled"
-    logged = lava.JobLog({}, [], "lava-run: Job canceled", 1.0)
-    assert lava._with_server_error(logged, server).error == \
+    assert replay.with_server_error(None, server).error == "LAVA job 7 Canceled"
+    logged = logs.JobLog({}, [], "lava-run: Job canceled", 1.0)
+    assert replay.with_server_error(logged, server).error == \
         "LAVA job 7 Canceled; lava-run: Job canceled"
-    untouched = lava.JobLog({}, [], "", 1.0)
-    assert lava._with_server_error(untouched, {"error": None}) is untouched
+    untouched = logs.JobLog({}, [], "", 1.0)
+    assert replay.with_server_error(untouched, {"error": None}) is untouched

@@ -28,9 +28,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from orchestrator import lava
 from orchestrator.config import RigConfig
 from orchestrator.errors import BadInput, InfraError
+from orchestrator.lava import export, replay
 from orchestrator.results import RunRecord
 
 TOKEN_ENV = "LAVA_TOKEN"
@@ -243,7 +243,7 @@ def fetch(server: Server, job: Job, outdir: Path) -> None:
         if "HTTP 404" not in exc.message:  # a job canceled before it ran has no log
             raise
     (logs / f"{job.kernel}.results.yaml").write_bytes(server.request(f"jobs/{job.id}/yaml/"))
-    (logs / f"{job.kernel}{lava.SERVER_JOB_SUFFIX}").write_text(
+    (logs / f"{job.kernel}{replay.SERVER_JOB_SUFFIX}").write_text(
         json.dumps({**job.to_json(), "url": f"{server.url}scheduler/job/{job.id}"},
                    indent=1) + "\n")
 
@@ -256,7 +256,7 @@ def run(rig: RigConfig, server: Server, outdir: Path, kernel_names: list[str] | 
     user = check(server)
     print(f"lava submit: {server.url} as {user}", file=out, flush=True)
     outdir = outdir.resolve()
-    paths = lava.export(rig, outdir, kernel_names, only, base_url, device_type, tags)
+    paths = export.export(rig, outdir, kernel_names, only, base_url, device_type, tags)
     started = time.monotonic()
     jobs = []
     for path in paths:
@@ -274,7 +274,7 @@ def run(rig: RigConfig, server: Server, outdir: Path, kernel_names: list[str] | 
         print(f"[{job.kernel}] job {job.id} on {job.device or '-'}: queued"
               f" {_seconds(job.queued_seconds)}, ran {_seconds(job.run_seconds)}", file=out)
     print(f"lava submit: {len(jobs)} job(s) in {wall:g}s", file=out, flush=True)
-    return lava.import_run(rig, outdir), jobs, wall
+    return replay.import_run(rig, outdir), jobs, wall
 
 
 def _seconds(value: float | None) -> str:
