@@ -51,7 +51,6 @@ class Lab:
     token: str  # the admin's API token
     dir: Path
     timings: dict[str, float]
-    env: dict[str, str] = dataclasses.field(repr=False)  # lava-server's configuration
     # what outlived the daemons' own shutdown and had to be killed (pid, command line)
     leftovers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
@@ -221,16 +220,15 @@ def _postgres(daemons: _Daemons, cluster: Path, password: str) -> int:
     return port
 
 
-def _settings(lab_dir: Path, db_port: int, password: str, http_port: int,
-              device_types: Path, devices: Path) -> dict[str, str]:
+def _settings(lab_dir: Path, db_port: int, password: str) -> dict[str, str]:
     """lava-server's configuration, all in the environment (lava_server.settings.prod)."""
     return {
         "DJANGO_SETTINGS_MODULE": "lava_server.settings.prod",
         "DATABASE_URL": f"postgres://lavaserver:{password}@127.0.0.1:{db_port}/lavaserver",
         "SECRET_KEY": secrets.token_urlsafe(40),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LAVA_SETTINGS_DEVICES_PATH": str(devices),
-        "LAVA_YAML_SETTINGS_DEVICE_TYPES_PATHS": json.dumps([str(device_types)]),
+        "LAVA_SETTINGS_DEVICES_PATH": str(lab_dir / "devices"),
+        "LAVA_YAML_SETTINGS_DEVICE_TYPES_PATHS": json.dumps([str(lab_dir / "device-types")]),
         "LAVA_SETTINGS_HEALTH_CHECKS_PATH": str(lab_dir / "health-checks"),
         "LAVA_SETTINGS_MEDIA_ROOT": str(lab_dir / "media"),
         "LAVA_SETTINGS_DJANGO_LOGFILE": str(lab_dir / "logs" / "django.log"),
@@ -278,8 +276,7 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
         db_port = _postgres(daemons, lab_dir / "pg", password)
         timings["database_seconds"] = round(time.monotonic() - started, 1)
         http_port = _free_port()
-        env = _settings(lab_dir, db_port, password, http_port,
-                        lab_dir / "device-types", lab_dir / "devices")
+        env = _settings(lab_dir, db_port, password)
         mark = time.monotonic()
         _manage(env, "migrate", "--noinput")
         timings["migrate_seconds"] = round(time.monotonic() - mark, 1)
@@ -300,7 +297,7 @@ def lab(workdir: Path, device_type_template: str) -> Iterator[Lab]:
             "gunicorn3", "lava_server.wsgi", "--bind", f"127.0.0.1:{http_port}",
             "--workers", "2", "--worker-class", "eventlet", "--timeout", "120",
             "--log-file", str(lab_dir / "logs" / "gunicorn.log")], env), env)
-        lab_obj = Lab(url, token, lab_dir, timings, env)
+        lab_obj = Lab(url, token, lab_dir, timings)
         _wait_for("gunicorn", lambda: lab_obj.api("system/version/") is not None, 120,
                   gunicorn, gunicorn_log)
         daemons.start("lava-scheduler", _as_root([
