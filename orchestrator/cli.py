@@ -50,6 +50,7 @@ from orchestrator.errors import (
 )
 from orchestrator.lava import export as lava_export
 from orchestrator.lava import replay as lava_replay
+from orchestrator.lava import submit as lava_submit
 from orchestrator.suites import Suite, registry
 from orchestrator.targets import kinds, open_target
 from orchestrator.targets.qemu import QemuBoot, QemuTarget, console_tail, qemu_for, share_args
@@ -452,8 +453,19 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lava_submit(args: argparse.Namespace) -> int:
+    rig = _load(args)
+    server = lava_submit.server_from(args.server, args.identity, dict(os.environ))
+    record, _, _ = lava_submit.run(rig, server, args.outdir, args.kernel, args.only,
+                                   args.base_url, args.device_type, args.tag, args.poll)
+    return _lava_summary(record)
+
+
 def cmd_lava_import(args: argparse.Namespace) -> int:
-    record = lava_replay.import_run(_load(args), args.dir)
+    return _lava_summary(lava_replay.import_run(_load(args), args.dir))
+
+
+def _lava_summary(record: results.RunRecord) -> int:
     print(report.summary_table(record.cases))
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
@@ -496,12 +508,20 @@ ONLY_KERNEL = arg("--kernel", action="append", metavar="KERNEL",
                   help="only this kernel (repeatable)")
 ONLY_CASES = arg("--only", metavar="GLOB", help="only the case ids matching GLOB")
 A_KERNEL = arg("kernel", metavar="KERNEL", help="a kernel of rig.yaml")
+EXPORT_ARGS = (
+    arg("outdir", type=Path, metavar="OUTDIR",
+        help="where the jobs, their artifacts and the device go"),
+    ONLY_KERNEL, ONLY_CASES,
+    arg("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
+        " (default: file:// paths, for a worker on this machine)"),
+    arg("--device-type", default="qemu", help="the lab's device type (default qemu)"),
+    arg("--tag", action="append", metavar="TAG", help="a device tag jobs need (repeatable)"))
 SUBCOMMANDS = (
     Subcommand("setup", "install the system and Python packages the rig needs",
                ("0 everything is installed", _BAD, _INFRA), (
         arg("--dry-run", action="store_true", help="only say what would be installed"),
-        arg("--lava", action="store_true", help="also the LAVA dispatcher (lava-run), to run"
-            " exported jobs on this machine")), cmd_setup,
+        arg("--lava", action="store_true", help="also a LAVA lab's packages (lava-dispatcher,"
+            " lava-server, PostgreSQL), to run exported jobs on this machine")), cmd_setup,
                details="Does nothing when all is there"),
     Subcommand("build", "build kernels (cached by content)",
                ("0 every kernel built or found in the cache", _BAD, _INFRA, _STOPPED), (
@@ -593,18 +613,23 @@ SUBCOMMANDS = (
         arg("--kernel", metavar="KERNEL", help="the kernel, when the run has several"),
         arg("--out", type=Path, metavar="DIR", help="default: results/reproduce-KERNEL-CASE"),
         arg("--tar", action="store_true", help="also pack it as DIR.tar.gz")), cmd_reproduce),
-    Subcommand("lava", "the run as LAVA jobs (export), their logs as a run (import)",
+    Subcommand("lava", "the run as LAVA jobs (export, submit), their logs as a run (import)",
                ("as the action's --help says",), actions=(
         Subcommand("export", "one LAVA job per kernel, with its artifacts",
-                   ("0 jobs written", _BAD, _INFRA), (
-            arg("outdir", type=Path, metavar="OUTDIR",
-                help="where the jobs, their artifacts and the device go"),
-            ONLY_KERNEL, ONLY_CASES,
-            arg("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
-                " (default: file:// paths, for a worker on this machine)"),
-            arg("--device-type", default="qemu", help="the lab's device type (default qemu)"),
-            arg("--tag", action="append", metavar="TAG",
-                help="a device tag jobs need (repeatable)")), cmd_lava_export),
+                   ("0 jobs written", _BAD, _INFRA), EXPORT_ARGS, cmd_lava_export),
+        Subcommand("submit", "export, run the jobs on a LAVA server, follow them, fetch their"
+                   " logs and import them",
+                   ("0 every case passed", "1 test failures", "2 bad input, or the server"
+                    " cannot be reached or refuses the token", "3 a job Incomplete or Canceled,"
+                    " or another infrastructure error", _STOPPED), (
+            *EXPORT_ARGS,
+            arg("--server", metavar="URL", help="the LAVA server (its root, or lavacli's"
+                " .../RPC2); the token comes from $LAVA_TOKEN or the lavacli identity"),
+            arg("--identity", metavar="NAME", help="the lavacli identity"
+                " (~/.config/lavacli.yaml; default: 'default' when needed)"),
+            arg("--poll", type=float, default=5.0, metavar="SECONDS",
+                help="how often to ask the server about the jobs (default 5)")),
+            cmd_lava_submit),
         Subcommand("import", "judge the jobs' logs (DIR/logs/KERNEL.yaml); write a run under"
                    " results/", (_RAN, _FAILED, _BAD, _INFRA),
                    (arg("dir", type=Path, metavar="DIR", help="the export's OUTDIR"),),

@@ -29,6 +29,7 @@ from orchestrator.targets.qemu import machine_capabilities
 
 PLAN_SCHEMA = "lava-plan-v1.json"
 MAX_LOG_BYTES = 1 << 30  # a day of console output is far below
+SERVER_JOB_SUFFIX = ".job.json"  # logs/<kernel>.job.json: the server's record (lava submit)
 
 
 class ReplayTarget(LavaHost):
@@ -165,6 +166,30 @@ def _read_logs(directory: Path, kernels: Iterable[str]) -> dict[str, tuple[Path,
     return logs
 
 
+def _server_job(directory: Path, kernel_name: str) -> dict[str, Any] | None:
+    """What a LAVA server said of the kernel's job, if `lava submit` fetched it
+    (kernel_name follows the name rule: plan.json's schema)."""
+    path = directory / "logs" / f"{kernel_name}{SERVER_JOB_SUFFIX}"
+    if not path.exists():
+        return None
+    validate.inside(directory, path, str(path))
+    data = validate.parse_json(validate.read_text(path), str(path))
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: not a LAVA job record (a JSON object)")
+    return data
+
+
+def with_server_error(job: JobLog | None, server_job: dict[str, Any] | None) -> JobLog | None:
+    """A job the server ended Incomplete or Canceled: its message leads the job's error
+    (what the job did not finish becomes error cases, never failures)."""
+    error = str((server_job or {}).get("error") or "")[:1000]
+    if not error:
+        return job
+    job = job or JobLog({}, [], "", 0.0)
+    job.error = error if not job.error or job.error in error else f"{error}; {job.error}"
+    return job
+
+
 def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, plan: Plan,
                    job: JobLog | None, log_file: Path | None) -> None:
     boots, entry, suites_cfg = plan.boots[name], plan.data["kernels"][name], plan.suites
@@ -202,6 +227,7 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     """Judge the job logs under directory/logs with the suites' own code; write a run."""
     plan = load_plan(directory)
     logs = _read_logs(directory, plan.data["kernels"])
+    server_jobs = {name: _server_job(directory, name) for name in plan.data["kernels"]}
     data = plan.data
     record = RunRecord(rig.results_dir)
     kernels = list(data["kernels"])
@@ -218,11 +244,14 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     started = time.monotonic()
     for name in kernels:
         log_file, job = logs.get(name, (None, None))
+        server_job = server_jobs[name]
+        job = with_server_error(job, server_job)
         _replay_kernel(rig, record, name, plan, job, log_file)
         if job:
             record.manifest["kernels"][name]["lava_job"] = {
-                "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
-                "boots_logged": sorted(job.boots)}
+                "log": str(log_file) if log_file else None, "seconds": job.seconds,
+                "error": job.error or None, "boots_logged": sorted(job.boots),
+                **({"server": server_job} if server_job else {})}
     add_differs(rig, record, kernels[0])
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
