@@ -61,6 +61,13 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def reason_with_rule(self) -> str:
+        """The reason, led by the rule once (a deviation's reason often names it already)."""
+        if not self.rule or self.reason.startswith(self.rule):
+            return self.reason
+        return f"{self.rule}: {self.reason}" if self.reason else self.rule
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Case:
         measurement = data.get("measurement")

@@ -65,6 +65,8 @@ class Suite:
     Config: ClassVar[type[SuiteConfig]] = SuiteConfig
     # order in a run, lowest first (cheap checks of the host before long ones)
     order: ClassVar[int] = 50
+    # what a run adds to the planned ids, known only as the suite runs ("" for none)
+    found_at_run_time: ClassVar[str] = ""
 
     def __init__(self, cfg: SuiteConfig) -> None:
         self.cfg = cfg

@@ -136,6 +136,38 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
      "suites.latency.boots: got 2, expected >= 5 in wallclock mode"),
     ("enabled not a bool", doc_with(setter("suites/latency/enabled", "no")),
      "suites.latency.enabled: got 'no'"),
+    # what an attacker would try (or a slip of the keyboard)
+    ("name ending in a newline", doc_with(setter("kernels/0/name", "b922307a\n")),
+     "kernels[0].name: got 'b922307a\\n', expected a name of at most 64"),
+    ("name of 300 characters", doc_with(setter("kernels/0/name", "k" * 300)),
+     "kernels[0].name: got 'kkkkk"),
+    ("name with a slash", doc_with(setter("kernels/0/name", "x/../../..")),
+     "kernels[0].name: got 'x/../../..'"),
+    ("target name with $()", doc_with(setter("targets", {"$(reboot)": {"type": "ssh"}})),
+     "targets: got '$(reboot)'"),
+    ("aliases of long leaves", "qemu:\n  append:\n  - &l [" + ", ".join(["x" * 1000] * 6)
+     + "]\n" + "".join(f"  - &a{i} [{', '.join(['*l' if i == 0 else f'*a{i - 1}'] * 4)}]\n"
+                        for i in range(12)),
+     "qemu.append: got [['xxxxx"),
+    ("nested 20000 deep", "qemu: " + "[" * 20000 + "]" * 20000 + "\n",
+     "line 1: nested deeper than 32 levels"),
+    ("guest config null", doc_with(setter("guest", {"config": None})),
+     "guest.config: got None, expected a list of config fragment files"),
+    ("boot timeout infinite", doc_with(setter("timeouts/boot", float("inf"))),
+     "timeouts.boot: got inf"),
+    ("command timeout 1e308", doc_with(setter("timeouts/command", 1e308)),
+     "timeouts.command: got 1e+308, expected a number of seconds > 0 and at most 604800"),
+    ("job timeout 1e10", doc_with(setter("timeouts/job", 1e10)), "timeouts.job: got 10000000000"),
+    ("memory with a newline", doc_with(setter("qemu/memory", "512M\n")),
+     "qemu.memory: got '512M\\n'"),
+    ("machine with a space", doc_with(setter("qemu/machine", "virt -device x")),
+     "qemu.machine: got 'virt -device x', expected one word"),
+    ("cpu with a newline", doc_with(setter("qemu/cpu", "rv64\n")), "qemu.cpu: got 'rv64\\n'"),
+    ("icount with a quote", doc_with(setter("qemu/icount", "shift=0'")), "qemu.icount: got"),
+    ("append with a newline", doc_with(setter("qemu/append", "quiet\nrig.run=/x")),
+     "qemu.append: got 'quiet\\nrig.run=/x', expected one line"),
+    ("git ref an option", doc_with(setter("sources/mine", {"git": str(REPO), "ref": "--output=x"})),
+     "sources.mine.ref: got '--output=x'"),
 ]
 
 

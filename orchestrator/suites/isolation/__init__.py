@@ -47,7 +47,8 @@ LOST_DEADLINE = "kvm-sstc-deadline-lost-on-vcpu-put"
 COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2
 CHECKS = ("host-policy", "guest-value")
 PERF_USER_ACCESS = (0, 1, 2)  # Documentation/admin-guide/sysctl/kernel.rst (riscv)
-_ID = re.compile(r"isolation/perf_user_access=(\d)/(pinned|migrating)/(host-policy|guest-value)$")
+_ID = re.compile(r"isolation/perf_user_access=(\d)/(pinned|migrating)/(host-policy|guest-value)",
+                 re.ASCII)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,14 +195,14 @@ class Isolation(Suite):
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         variants = dict.fromkeys((int(m.group(1)), m.group(2))
-                                 for m in map(_ID.match, ids) if m)
+                                 for m in map(_ID.fullmatch, ids) if m)
         for access, placement in variants:
             prefix = f"{self.name}/perf_user_access={access}/{placement}"
             yield from self._run_variant(target, access, placement,
                                          [i for i in ids if i.startswith(prefix + "/")])
 
     def command_for(self, case_id: str) -> str:
-        match = _ID.match(case_id)
+        match = _ID.fullmatch(case_id)
         if not match or int(match.group(1)) not in PERF_USER_ACCESS:
             return super().command_for(case_id)
         access, placement, check = int(match.group(1)), match.group(2), match.group(3)
