@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.kernel import CROSS_COMPILE
 
-from .conftest import PATCHES, load_run, orchestrator, rig_variant
+from .conftest import PATCHES, load_run, orchestrator, rig_variant, run_dir_of
 
 pytestmark = pytest.mark.integration
 FIX = PATCHES / "0003-RISC-V-KVM-Keep-next_cycles-in-step-with-an-SBI-set_.patch"
@@ -35,7 +35,7 @@ def stock_and_fixed(built_kernels: dict, tmp_path_factory: pytest.TempPathFactor
         doc["kernels"] = [commit, fixed]
 
     result = orchestrator("run", config=rig_variant(tmp_path, kernels))
-    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    run_dir = run_dir_of(result.stdout)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return result, load_run(run_dir), manifest["kernels"]
 
