@@ -82,10 +82,11 @@ def vmm_command(kernel_args: str, console: str) -> str:
             f" -initrd {MOUNT}/initramfs.cpio -append '{kernel_args}' {console}")
 
 
-def host_script(cfg: LinuxGuestConfig, host_pua: int, kernel_args: str) -> str:
+def host_script(cfg: LinuxGuestConfig, host_pua: int, kernel_args: str,
+                readers: bool = False) -> str:
     """The host's part: mount the share, set the host policy, run the VMM with the
-    guest console in a file, move its threads about beside the host readers, report one
-    RIG-GUEST-RUN line and the readers' lines."""
+    guest console in a file, move its threads about (beside the host readers, if
+    readers), report one RIG-GUEST-RUN line and the readers' lines."""
     log = f"/tmp/linux-guest-{host_pua}.log"
     migrate = "1" if cfg.migrate else ""
     console = f"-display none -monitor none -serial file:{log}"
@@ -97,7 +98,7 @@ start=$(cut -d' ' -f1 /proc/uptime)
 timeout -s KILL {cfg.timeout:g} {vmm_command(kernel_args, console)} \\
     </dev/null >/tmp/linux-guest-vmm.out 2>&1 &
 vmm=$!
-{host_readers.start_script(GUEST_CPUS) if cfg.migrate else "readers="}
+{host_readers.start_script(GUEST_CPUS) if readers else "readers="}
 ready=; moves=0; i=0
 while kill -0 $vmm 2>/dev/null; do
     [ -z "$ready" ] && grep -q RIG-GUEST-READY {log} && ready=$(cut -d' ' -f1 /proc/uptime)
@@ -195,7 +196,8 @@ class LinuxGuest(Suite):
                               or set(self.cfg.guest_perf_user_access))
         kernel_args = (f"console=ttyS0 panic=-1 quiet rig.perf-user-access="
                        f"{','.join(map(str, guest_values))} rig.hops={self.cfg.hops}")
-        result = target.run(host_script(self.cfg, host_pua, kernel_args),
+        host_ids = [i for i in ids if _HOST_ID.match(i)]
+        result = target.run(host_script(self.cfg, host_pua, kernel_args, bool(host_ids)),
                             timeout=self.cfg.timeout + 60)
         if result.status in SCRIPT_ERRORS:
             yield from self.errors(ids, SCRIPT_ERRORS[result.status], tail(result.output))
@@ -211,7 +213,6 @@ class LinuxGuest(Suite):
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
                    "guest_boot_seconds": _boot_seconds(run)}
-        host_ids = [i for i in ids if _HOST_ID.match(i)]
         yield from self._judged(host_pua, [i for i in ids if i not in host_ids],
                                 guest_console, run, details)
         if host_ids:
