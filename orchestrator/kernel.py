@@ -62,6 +62,7 @@ class BuiltKernel:
     patches: dict[str, str]  # file name -> sha256
     config_sha256: str
     toolchain: str
+    release: str  # the kernel's own include/config/kernel.release (what `uname -r` prints)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -153,7 +154,10 @@ def load_cached(out: Path) -> BuiltKernel | None:
     for key in ARTEFACT_FIELDS:  # older records hold absolute paths: keep the name
         data[key] = out / Path(data[key]).name
     data["cached"] = True
-    kernel = BuiltKernel(**data)
+    try:
+        kernel = BuiltKernel(**data)
+    except TypeError:  # written by an older rig that did not record every field: rebuild
+        return None
     if fingerprints is None:  # made before fingerprints were kept: nothing vouches for it
         return None
     for key in CHECKED_FIELDS:
@@ -335,13 +339,14 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
         for artefact, name in (("arch/riscv/boot/Image", "Image"), ("vmlinux", "vmlinux"),
                                (".config", "config")):
             shutil.copy2(tree.build / artefact, out / name)
+        release = (tree.build / "include/config/kernel.release").read_text().strip()
 
     kernel = BuiltKernel(
         name=spec.name, key=key, image=out / "Image", vmlinux=out / "vmlinux",
         config=out / "config", build_log=out / "build.log",
         build_seconds=round(time.monotonic() - started, 1), cached=False, source=src_id,
         patches={p.name: _sha256(p) for p in spec.patches},
-        config_sha256=_sha256(out / "config"), toolchain=toolchain,
+        config_sha256=_sha256(out / "config"), toolchain=toolchain, release=release,
     )
     save_record(out, kernel)
     progress.done(f"built in {kernel.build_seconds:.0f}s -> {kernel.image}")

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from orchestrator.compare import Side, by_kernel, compare
-from orchestrator.results import DIFFERS, Case
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
+from orchestrator.results import DIFFERS
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 
 def summary_table(cases: list[Case]) -> str:

@@ -1,4 +1,5 @@
-"""The verdicts a case can get, and KVM's named deviations from the spec.
+"""The verdicts a case can get, the Case that carries one, and KVM's named
+deviations from the spec.
 
 Every suite judges into this vocabulary; results, reports, KTAP, JUnit and
 the nightly comparison read it from here. A deviation is a documented way
@@ -10,13 +11,60 @@ in a Linux guest's user space), so the catalogue lives here, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
 # KVM's documented behaviour where it departs from the spec: reported with
 # the rule it breaks, never counted as a pass.
 KNOWN_DEVIATION = "known-deviation"
 VERDICTS = (PASS, FAIL, SKIP, ERROR, KNOWN_DEVIATION)
+
+
+@dataclass
+class Measurement:
+    """A figure with its unit; `samples` per boot (windows within a boot).
+
+    method "exact": `value` is exact and comparisons need no statistics
+    (icount); "distribution": compare the samples (wall clock).
+    """
+
+    value: float
+    unit: str
+    method: str
+    samples: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class Case:
+    """One judged observation of one kernel.
+
+    `outcome` is the behaviour seen, as data ({"kind": ..., ...}); two kernels
+    behave the same on a case when their outcomes are equal. `details` keeps
+    the raw evidence (the guest's record, counts) for people and reports.
+    """
+
+    id: str
+    suite: str
+    verdict: str
+    kernel: str = ""
+    reason: str = ""
+    rule: str | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+    expected: str = ""
+    measurement: Measurement | None = None
+    duration: float = 0.0
+    log: str = ""
+    rerun: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Case:
+        measurement = data.get("measurement")
+        return cls(**{**data, "measurement": Measurement(**measurement) if measurement else None})
 
 
 @dataclass(frozen=True)

@@ -32,21 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 import json
-import os
-import pkgutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from orchestrator import plugins
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case
 from orchestrator.targets import Capabilities, Console, Needs, Target
-from orchestrator.verdicts import ERROR
+from orchestrator.verdicts import ERROR, Case
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig
@@ -163,26 +157,6 @@ def _brief(outcome: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in outcome.items())
 
 
-def _modules() -> Iterator[Any]:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"{__name__}.{info.name}")
-    for directory in filter(None, os.environ.get(SUITE_PATH_ENV, "").split(os.pathsep)):
-        # a module, or a package (a directory with __init__.py) like the rig's own
-        found = {path.stem: path for path in Path(directory).glob("*.py")}
-        found.update({path.parent.name: path for path in Path(directory).glob("*/__init__.py")})
-        for stem, path in sorted(found.items()):
-            name = f"rig_suite_{stem}"
-            spec = importlib.util.spec_from_file_location(
-                name, path, submodule_search_locations=[str(path.parent)]
-                if path.name == "__init__.py" else None)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-            yield module
-
-
 _REGISTRY: dict[str, type[Suite]] | None = None
 
 
@@ -190,8 +164,6 @@ def registry() -> dict[str, type[Suite]]:
     """Every suite class by name, in run order."""
     global _REGISTRY
     if _REGISTRY is None:
-        found = [cls for module in _modules() for _, cls in inspect.getmembers(module)
-                 if inspect.isclass(cls) and issubclass(cls, Suite) and cls is not Suite
-                 and cls.__module__ == module.__name__]
+        found = plugins.find(Suite, __name__, __path__, SUITE_PATH_ENV, "rig_suite_")
         _REGISTRY = {cls.name: cls for cls in sorted(found, key=lambda c: (c.order, c.name))}
     return _REGISTRY

@@ -8,13 +8,13 @@ import pytest
 
 from orchestrator import config, plan
 from orchestrator.errors import BadInput
-from orchestrator.runner import qemu_for
 from orchestrator.suites import kselftest_kvm
 from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
 from orchestrator.suites.kselftest_kvm import build as kselftest
 from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.suites.kselftest_kvm.expect import Known, judge
 from orchestrator.targets import Capabilities, Needs
+from orchestrator.targets.qemu import qemu_for
 
 REPO = Path(__file__).resolve().parents[2]
 KVM_PATCH = """From: x

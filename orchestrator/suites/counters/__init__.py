@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 from orchestrator import guest
 from orchestrator.errors import tail
-from orchestrator.results import Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.suites.counters import expect
 from orchestrator.targets import Target
+from orchestrator.verdicts import Case
 
 PROGRAM = "counters"
 _ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")

@@ -36,12 +36,11 @@ from typing import TYPE_CHECKING
 
 from orchestrator import ktap
 from orchestrator.errors import InfraError
-from orchestrator.results import Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.kselftest_kvm import build as kselftest
 from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.targets import Needs, Target
-from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig

@@ -33,11 +33,11 @@ from pathlib import Path
 from orchestrator import guest
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, tail
-from orchestrator.results import Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.linux_guest import expect as rules
 from orchestrator.suites.linux_guest import guestvm, host_readers, vmm
 from orchestrator.targets import Console, Needs, Target
+from orchestrator.verdicts import Case
 
 MOUNT = "/mnt/linux-guest"
 GUEST_CPUS = 2
