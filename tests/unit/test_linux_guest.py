@@ -156,7 +156,7 @@ def reader(cpu: int, *, cycle_ok: int = 0, switches: int = 5000, perf: str = "va
             "perf": {e: {**empty, perf: 50} for e in ("cycles", "instructions")},
             "vmm_pid": 90, "vcpus": [{"id": i, "exits": 9000, "exits_here": switches // vcpus}
                                      for i in range(vcpus)],
-            "world_switches": switches, "rounds_after_switch": 300}
+            "world_switches": switches, "rounds_after_switch": 300, "cpu_us": 120000 + cpu}
 
 
 def test_host_readers_plan_follows_migrate() -> None:
@@ -223,5 +223,6 @@ def test_a_host_run_judges_its_readers_lines() -> None:
     cases = list(suite._host_judged(1, ids, output, {"status": "0", "cpus": "2"}))
     assert [(c.id, c.verdict) for c in cases] == [(ids[0], FAIL), (ids[1], PASS)]
     assert cases[0].details["world_switches"] == {"cpu0": 5000, "cpu1": 5000}
+    assert cases[1].details["reader_cpu_us"] == {"cpu0": 120000, "cpu1": 120001}
     short = list(suite._host_judged(1, ids, json.dumps(reader(0)), {"cpus": "2"}))
     assert {c.verdict for c in short} == {"error"}

@@ -226,7 +226,8 @@ class LinuxGuest(Suite):
             yield from self.errors(ids, "the host readers did not see what the check needs: "
                                         + "; ".join(missing), tail(output))
             return
-        reader_details = {"world_switches": host_readers.world_switches(readers),
+        reader_details = {"world_switches": host_readers.by_cpu(readers, "world_switches"),
+                          "reader_cpu_us": host_readers.by_cpu(readers, "cpu_us"),
                           "readers": readers, "vmm": run}
         for cid in ids:
             judged, outcome = host_readers.judged(_HOST_ID.match(cid).group(2), readers,

@@ -60,9 +60,10 @@ def records(output: str) -> list[dict[str, Any]]:
     return [r for r in guest.parse_records(output) if r.get("kind") == PROGRAM]
 
 
-def world_switches(readers: list[dict[str, Any]]) -> dict[str, int]:
-    """The vCPU exits each reader counted on its CPU, by CPU."""
-    return {f"cpu{r['cpu']}": r["world_switches"] for r in readers}
+def by_cpu(readers: list[dict[str, Any]], field: str) -> dict[str, Any]:
+    """One field of each reader's line, by its CPU: `world_switches`, the vCPU exits
+    it counted there; `cpu_us`, the CPU time it took from the VMM's threads."""
+    return {f"cpu{r['cpu']}": r.get(field) for r in readers}
 
 
 def missing_evidence(readers: list[dict[str, Any]], cpus: int, vcpus: int) -> list[str]:
