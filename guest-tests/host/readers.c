@@ -418,7 +418,7 @@ static int read_perf_user_access(void)
 
 static void parse(int argc, char **argv, struct options *o)
 {
-	*o = (struct options){ .while_pid = -1, .vcpus = 1, .interval_ms = 5, .perf_every = 8,
+	*o = (struct options){ .while_pid = -1, .vcpus = 1, .interval_ms = 20, .perf_every = 8,
 			       .work = 2000 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 >= argc)
@@ -470,8 +470,8 @@ int main(int argc, char **argv)
 	/* until the VMM has ended, then once more: a leak outlives the last exit */
 	while (!ended) {
 		ended = poll(&done, 1, (int)o.interval_ms) > 0;
-		/* a /proc walk costs: now and then, until every vCPU is found */
-		if (!ended && t.n_vcpus < o.vcpus && t.wakeups % 16 == 0)
+		/* a /proc walk costs: about twice a second, until every vCPU is found */
+		if (!ended && t.n_vcpus < o.vcpus && t.wakeups % 25 == 0)
 			find_vmm(&t);
 		if (count_world_switches(&t))
 			t.rounds_after_switch++;

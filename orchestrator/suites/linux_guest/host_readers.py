@@ -9,7 +9,7 @@ kernel that leaves the guest's SCOUNTEREN live after a world switch lets
 host user space read what its own kernel.perf_user_access forbids (or stops
 it reading what it allows) until something rewrites the CSR.
 
-Each reader wakes every few milliseconds and reads cycle, time and instret
+Each reader wakes every 20 ms and reads cycle, time and instret
 directly (SIGILL caught, no perf event of its own open: its own event would
 grant the access), and now and then cycles and instructions through a
 perf_event mmap user page. The direct reads are judged exactly as suite
