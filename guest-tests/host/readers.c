@@ -304,18 +304,19 @@ static void attach_vmm(struct tally *t, int pid)
 }
 
 /*
- * The VMM is the process holding vCPU statistics fds (the host runs one); it
- * creates its vCPUs one after the other, so its fds are looked at again later.
+ * The VMM is the process holding vCPU statistics fds (the host runs one),
+ * most likely the one we were told to wait for: that one is looked at first,
+ * a walk of every process's fds costs. It creates its vCPUs one after the
+ * other, so its fds are looked at again later.
  */
-static void find_vmm(struct tally *t)
+static void find_vmm(struct tally *t, int likely_pid)
 {
 	struct dirent *e;
 	DIR *proc;
 
-	if (t->vmm_pid > 0) {
-		attach_vmm(t, t->vmm_pid);
+	attach_vmm(t, t->vmm_pid > 0 ? t->vmm_pid : likely_pid);
+	if (t->vmm_pid > 0)
 		return;
-	}
 	proc = opendir("/proc");
 	while (proc && t->vmm_pid <= 0 && (e = readdir(proc)))
 		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && atoi(e->d_name) != getpid())
@@ -472,7 +473,7 @@ int main(int argc, char **argv)
 		ended = poll(&done, 1, (int)o.interval_ms) > 0;
 		/* a /proc walk costs: about twice a second, until every vCPU is found */
 		if (!ended && t.n_vcpus < o.vcpus && t.wakeups % 25 == 0)
-			find_vmm(&t);
+			find_vmm(&t, o.while_pid);
 		if (count_world_switches(&t))
 			t.rounds_after_switch++;
 		read_all(&t, &o);
