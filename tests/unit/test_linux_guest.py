@@ -214,6 +214,8 @@ def test_host_readers_without_the_evidence_are_errors_not_passes() -> None:
         "the reader on CPU 1 found 1 of the VMM's 2 vCPUs"]
     assert host_readers.missing_evidence([reader(1)], 2, 2) == [
         "readers reported for CPUs [1], not each of the host's 2"]
+    # the host script did not report the run: no CPU count, no reader
+    assert host_readers.missing_evidence([], 0, 2) == ["no reader reported"]
 
 
 def test_a_host_run_judges_its_readers_lines() -> None:

@@ -70,6 +70,8 @@ def missing_evidence(readers: list[dict[str, Any]], cpus: int, vcpus: int) -> li
     """What the readers should have seen but did not (module docstring)."""
     missing = []
     seen_cpus = sorted(r["cpu"] for r in readers)
+    if not readers:
+        return ["no reader reported"]
     if seen_cpus != list(range(cpus)):
         missing.append(f"readers reported for CPUs {seen_cpus}, not each of the host's {cpus}")
     for r in readers:
