@@ -61,6 +61,13 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def reason_with_rule(self) -> str:
+        """The reason, led by the rule once (a deviation's reason often names it already)."""
+        if not self.rule or self.reason.startswith(self.rule):
+            return self.reason
+        return f"{self.rule}: {self.reason}" if self.reason else self.rule
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Case:
         measurement = data.get("measurement")
@@ -121,6 +128,17 @@ DEVIATIONS = {d.id: d for d in (
         "the SBI spec (PMU extension, sbi_pmu_counter_config_matching) selects the first "
         "counter of the set unconditionally; drivers/perf/riscv_pmu_sbi.c "
         "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
+    ),
+    Deviation(
+        "kvm-sstc-deadline-lost-on-vcpu-put",
+        "a deadline the guest programs with SBI TIME sbi_set_timer is the one that "
+        "fires (SBI spec, Timer extension)",
+        "Linux 6.12 arch/riscv/kvm/vcpu_timer.c kvm_riscv_vcpu_update_vstimecmp() "
+        "writes CSR_VSTIMECMP only; next_cycles follows it only in "
+        "kvm_riscv_vcpu_timer_sync() at the next VM exit, and a vcpu_put/vcpu_load "
+        "before the next entry (vcpu.c kvm_arch_vcpu_ioctl_run: signal, preemption, "
+        "migration) has kvm_riscv_vcpu_timer_restore() write the stale next_cycles "
+        "back (since cea8896bd936)",
     ),
     Deviation(
         "kvm-no-guest-pmu",

@@ -42,8 +42,8 @@ from orchestrator.verdicts import Case
 MOUNT = "/mnt/linux-guest"
 GUEST_CPUS = 2
 GUEST_MEMORY = "128M"
-_ID = re.compile(r"linux-guest/host-pua=(\d)/guest-pua=(\d)/(direct|perf)/(\w+)$")
-_HOST_ID = re.compile(r"linux-guest/host-pua=(\d)/host-readers/(direct|perf)$")
+_ID = re.compile(r"linux-guest/host-pua=(\d)/guest-pua=(\d)/(direct|perf)/(\w+)", re.ASCII)
+_HOST_ID = re.compile(r"linux-guest/host-pua=(\d)/host-readers/(direct|perf)", re.ASCII)
 _RUN = re.compile(r"^RIG-GUEST-RUN (.*)$", re.MULTILINE)
 # what the host script exits with before the guest runs
 SCRIPT_ERRORS = {90: "cannot mount the guest share (virtio-9p)",
@@ -184,7 +184,7 @@ class LinuxGuest(Suite):
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         for host_pua in dict.fromkeys(self.cfg.host_perf_user_access):
-            wanted = [i for i in ids if (m := _ID.match(i) or _HOST_ID.match(i))
+            wanted = [i for i in ids if (m := _ID.fullmatch(i) or _HOST_ID.fullmatch(i))
                       and int(m.group(1)) == host_pua]
             if wanted:
                 yield from self._guest_run(target, host_pua, wanted)
@@ -192,11 +192,11 @@ class LinuxGuest(Suite):
     def _guest_run(self, target: Target, host_pua: int, ids: list[str]) -> Iterator[Case]:
         # every guest value when only host-reader cases are asked for: the guest still
         # runs its probes, its SCOUNTEREN moving as they change the guest's policy
-        guest_values = sorted({int(m.group(2)) for m in map(_ID.match, ids) if m}
+        guest_values = sorted({int(m.group(2)) for m in map(_ID.fullmatch, ids) if m}
                               or set(self.cfg.guest_perf_user_access))
         kernel_args = (f"console=ttyS0 panic=-1 quiet rig.perf-user-access="
                        f"{','.join(map(str, guest_values))} rig.hops={self.cfg.hops}")
-        host_ids = [i for i in ids if _HOST_ID.match(i)]
+        host_ids = [i for i in ids if _HOST_ID.fullmatch(i)]
         result = target.run(host_script(self.cfg, host_pua, kernel_args, bool(host_ids)),
                             timeout=self.cfg.timeout + 60)
         if result.status in SCRIPT_ERRORS:
@@ -213,13 +213,15 @@ class LinuxGuest(Suite):
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
                    "guest_boot_seconds": _boot_seconds(run)}
+        share = round(result.seconds / len(ids), 3)
         yield from self._judged(host_pua, [i for i in ids if i not in host_ids],
-                                guest_console, run, details)
+                                guest_console, run, details, share)
         if host_ids:
-            yield from self._host_judged(host_pua, host_ids, result.output, run)
+            yield from self._host_judged(host_pua, host_ids, result.output, run, share)
 
     def _host_judged(self, host_pua: int, ids: list[str], output: str,
-                     run: dict[str, str]) -> Iterator[Case]:
+                     run: dict[str, str], share: float) -> Iterator[Case]:
+        """share: each case's part of the guest run that read them all."""
         readers = host_readers.records(output)
         missing = host_readers.missing_evidence(readers, int(run.get("cpus", 0)), GUEST_CPUS)
         if missing:
@@ -230,14 +232,15 @@ class LinuxGuest(Suite):
                           "reader_cpu_us": host_readers.by_cpu(readers, "cpu_us"),
                           "readers": readers, "vmm": run}
         for cid in ids:
-            judged, outcome = host_readers.judged(_HOST_ID.match(cid).group(2), readers,
+            judged, outcome = host_readers.judged(_HOST_ID.fullmatch(cid).group(2), readers,
                                                   host_pua)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
-                            outcome=outcome, expected=judged.expected,
+                            outcome=outcome, expected=judged.expected, duration=share,
                             details={**reader_details, "observed": judged.observed})
 
     def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
-                details: dict) -> Iterator[Case]:
+                details: dict, share: float = 0.0) -> Iterator[Case]:
+        """share: each case's part of the guest run that read them all."""
         records = guest.parse_records(console)
         start = next((r for r in records if r.get("kind") == "start"), {})
         cpus = int(start.get("cpus", GUEST_CPUS))
@@ -253,6 +256,7 @@ class LinuxGuest(Suite):
             judged = rules.judge(record, cpus)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
+                            duration=share,
                             details={**details, "observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]
         if missing:
