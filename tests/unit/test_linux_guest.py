@@ -222,9 +222,10 @@ def test_a_host_run_judges_its_readers_lines() -> None:
     suite = LinuxGuest(LinuxGuestConfig(migrate=True))
     ids = [suite.host_case_id(1, check) for check in host_readers.CHECKS]
     output = "\n".join([json.dumps(reader(0)), json.dumps(reader(1, cycle_ok=1))])
-    cases = list(suite._host_judged(1, ids, output, {"status": "0", "cpus": "2"}))
+    cases = list(suite._host_judged(1, ids, output, {"status": "0", "cpus": "2"}, 1.5))
     assert [(c.id, c.verdict) for c in cases] == [(ids[0], FAIL), (ids[1], PASS)]
     assert cases[0].details["world_switches"] == {"cpu0": 5000, "cpu1": 5000}
     assert cases[1].details["reader_cpu_us"] == {"cpu0": 120000, "cpu1": 120001}
-    short = list(suite._host_judged(1, ids, json.dumps(reader(0)), {"cpus": "2"}))
+    assert {c.duration for c in cases} == {1.5}  # their part of the guest run
+    short = list(suite._host_judged(1, ids, json.dumps(reader(0)), {"cpus": "2"}, 1.5))
     assert {c.verdict for c in short} == {"error"}
