@@ -18,11 +18,15 @@ from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = DATA_ROOT / "guest-tests"
 # One program per C file at the top of guest-tests/ (with its payload in guest/<name>.c),
-# and one per file in linux/ for a Linux guest's user space (suite linux-guest), built as
-# linux-<name>: guest-tests/Makefile derives its TESTS and LINUX_TESTS the same way, so
-# a suite's new program is a new file there and nothing else.
+# one per file in linux/ for a Linux guest's user space (suite linux-guest), built as
+# linux-<name>, and one per file in host/ for the host without a guest of its own, built
+# as host-<name>: guest-tests/Makefile derives its TESTS, LINUX_TESTS and HOST_ONLY the
+# same way, so a suite's new program is a new file there and nothing else.
 PROGRAMS = tuple(sorted(p.stem for p in SOURCE_DIR.glob("*.c")))
 LINUX_PROGRAMS = tuple(sorted(f"linux-{p.stem}" for p in SOURCE_DIR.glob("linux/*.c")))
+HOST_ONLY_PROGRAMS = tuple(sorted(f"host-{p.stem}" for p in SOURCE_DIR.glob("host/*.c")))
+# what the host initramfs carries: every program that runs in the host
+HOST_PROGRAMS = PROGRAMS + HOST_ONLY_PROGRAMS
 
 
 def _sources() -> list[Path]:
@@ -45,7 +49,7 @@ def built(cache_dir: Path, progress: Progress | None = None) -> Path:
     """The directory of every built program (built now if a source changed)."""
     progress = progress or Progress("guest-tests")
     out = cache_dir / "guest-tests" / source_key(kernel.toolchain_id())[:16]
-    names = PROGRAMS + LINUX_PROGRAMS
+    names = HOST_PROGRAMS + LINUX_PROGRAMS
     if not all(cachefile.usable(out / name, "guest-test program") for name in names):
         out.mkdir(parents=True, exist_ok=True)
         progress.begin(f"make -C {SOURCE_DIR.name}")
@@ -60,7 +64,7 @@ def built(cache_dir: Path, progress: Progress | None = None) -> Path:
 def build(cache_dir: Path, progress: Progress | None = None) -> dict[str, Path]:
     """Build (or reuse) the guest tests; return the host's archive path -> built file."""
     out = built(cache_dir, progress)
-    return {f"{image.GUEST_TESTS_DIR}/{name}": out / name for name in PROGRAMS}
+    return {f"{image.GUEST_TESTS_DIR}/{name}": out / name for name in HOST_PROGRAMS}
 
 
 def host_path(name: str) -> str:

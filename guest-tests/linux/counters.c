@@ -18,7 +18,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/perf_event.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -31,6 +30,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "rig_counters.h"
 #include "rig_host.h"
 
 #define SYSCTL "/proc/sys/kernel/perf_user_access"
@@ -77,21 +77,6 @@ CSR_READER(cycle, cycle)
 CSR_READER(time, time)
 CSR_READER(instret, instret)
 
-/* hpmcounterN by number: a CSR number must be an immediate. */
-#define HPM(n) case n: __asm__ volatile("csrr %0, " #n " + 0xc00" : "=r"(v)); break
-static uint64_t read_counter_csr(unsigned int n)
-{
-	uint64_t v = 0;
-
-	switch (n) {
-	HPM(0); HPM(1); HPM(2); HPM(3); HPM(4); HPM(5); HPM(6); HPM(7);
-	HPM(8); HPM(9); HPM(10); HPM(11); HPM(12); HPM(13); HPM(14); HPM(15);
-	HPM(16); HPM(17); HPM(18); HPM(19); HPM(20); HPM(21); HPM(22); HPM(23);
-	HPM(24); HPM(25); HPM(26); HPM(27); HPM(28); HPM(29); HPM(30); HPM(31);
-	}
-	return v;
-}
-
 static bool guarded(uint64_t (*fn)(void), uint64_t *value)
 {
 	if (sigsetjmp(sigill_jump, 1))
@@ -109,31 +94,12 @@ static bool read_direct(const struct reader *r, uint64_t *value)
 	return guarded(read_instret, value);
 }
 
-/* The user page's self-monitoring read: offset + the counter, under its seqlock. */
+/* The user page's self-monitoring read; a forbidden counter raises SIGILL. */
 static bool read_user_page(const struct reader *r, uint64_t *value)
 {
-	volatile struct perf_event_mmap_page *pc = r->page;
-	uint32_t seq, idx, width;
-	int64_t pmc = 0, offset;
-
 	if (sigsetjmp(sigill_jump, 1))
 		return false;
-	do {
-		seq = pc->lock;
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		idx = pc->index;
-		offset = pc->offset;
-		width = pc->pmc_width;
-		if (pc->cap_user_rdpmc && idx && width) {
-			pmc = (int64_t)read_counter_csr(idx - 1);
-			if (width < 64) {
-				pmc <<= 64 - width;
-				pmc >>= 64 - width;
-			}
-		}
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	} while (pc->lock != seq);
-	*value = (uint64_t)(offset + pmc);
+	rig_read_user_page(r->page, value);
 	return true;
 }
 

@@ -1,7 +1,9 @@
 """Suite linux-guest on real kernels: a Linux guest under Debian's riscv64 QEMU
-with KVM, inside each host, reads the counters from its user space. The real
-kernel passes (KVM's documented deviations named); a host kernel that loses
-the guest's SCOUNTEREN across exits (tests/patches/0102-...) is caught."""
+with KVM, inside each host, reads the counters from its user space while the
+host's own readers read them beside the VMM. The real kernels pass (KVM's
+documented deviations named); a host kernel that loses the guest's SCOUNTEREN
+across exits (tests/patches/0102-...) is caught from inside the guest, one that
+leaves it live in the host (tests/patches/0101-...) from the host side."""
 
 from __future__ import annotations
 
@@ -23,21 +25,26 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.integration
-BUG = "0102-bug-lose-guest-scounteren.patch"
+REAL = ("b922307a-parent", "b922307a")
+BUGS = {"bug-lose": "0102-bug-lose-guest-scounteren.patch",
+        "bug-leak": "0101-bug-leak-guest-scounteren-to-host.patch"}
+HOST_READER_CASES = [f"linux-guest/host-pua={h}/host-readers/{check}"
+                     for h in (0, 1, 2) for check in ("direct", "perf")]
 
 
-def with_bug_kernel(doc: dict) -> None:
+def with_bug_kernels(doc: dict) -> None:
     commit = doc["kernels"][1]
-    doc["kernels"] = [commit, {**commit, "name": "bug-lose",
+    for name, patch in BUGS.items():
+        doc["kernels"].append({**commit, "name": name,
                                "patches": [*commit["patches"],
-                                           str(REPO / "tests" / "patches" / BUG)]}]
+                                           str(REPO / "tests" / "patches" / patch)]})
 
 
 @pytest.fixture(scope="module")
 def guest_run(built_kernels: dict, tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("linux-guest")
     result = orchestrator("run", "--only", "linux-guest/*",
-                          config=rig_variant(tmp_path, with_bug_kernel, linux_guest=True))
+                          config=rig_variant(tmp_path, with_bug_kernels, linux_guest=True))
     (run_dir,) = (p for p in (tmp_path / "results").iterdir()
                   if p.is_dir() and not p.is_symlink())
     return result, run_cases(tmp_path), run_dir
@@ -45,7 +52,8 @@ def guest_run(built_kernels: dict, tmp_path_factory: pytest.TempPathFactory):
 
 def test_the_real_kernel_passes_with_kvm_deviations_named(guest_run) -> None:
     result, cases, run_dir = guest_run
-    mine = [c for c in cases if c["kernel"] == "b922307a" and c["suite"] == "linux-guest"]
+    mine = [c for c in cases if c["kernel"] == "b922307a" and c["suite"] == "linux-guest"
+            and "/host-readers/" not in c["id"]]
     assert len(mine) == 3 * 3 * 5  # host value x guest value x probe
     assert {c["verdict"] for c in mine} == {"pass", "known-deviation"}, [
         (c["id"], c["reason"]) for c in mine if c["verdict"] not in ("pass", "known-deviation")]
@@ -83,6 +91,54 @@ def test_a_host_that_loses_the_guest_scounteren_is_caught(guest_run) -> None:
         "fail: bug-lose linux-guest/" in result.stdout
 
 
+@pytest.mark.parametrize("kernel", [*REAL, "bug-lose"])
+def test_host_user_space_reads_what_its_policy_allows_beside_the_guest(
+        guest_run, kernel: str) -> None:
+    """Both real kernels, and the bug that only hurts the guest: every host reader case
+    passes, each reader having counted thousands of the vCPUs' world switches on its CPU
+    (the figures of the closing note: details.world_switches)."""
+    _, cases, _ = guest_run
+    mine = {c["id"]: c for c in cases if c["kernel"] == kernel and "/host-readers/" in c["id"]}
+    assert sorted(mine) == sorted(HOST_READER_CASES)
+    assert {c["verdict"] for c in mine.values()} == {"pass"}, [
+        (c["id"], c["reason"]) for c in mine.values() if c["verdict"] != "pass"]
+    for host_pua in (0, 1, 2):
+        direct = mine[f"linux-guest/host-pua={host_pua}/host-readers/direct"]
+        counters = "readable" if host_pua == 2 else "sigill"
+        assert direct["outcome"] == {"kind": "host-counters", "cycle": counters,
+                                     "time": "readable", "instret": counters}
+        switches = direct["details"]["world_switches"]
+        assert sorted(switches) == ["cpu0", "cpu1"]
+        assert all(n >= 1000 for n in switches.values()), switches
+    perf = mine["linux-guest/host-pua=0/host-readers/perf"]["outcome"]
+    assert perf == {"kind": "host-perf", "cycles": "not-offered", "instructions": "not-offered"}
+    # compared with the baseline (the first real kernel): the same from the host's side
+    assert not [c["id"] for c in cases if c["suite"] == "differs" and c["kernel"] == kernel
+                and "/host-readers/" in c["id"]]
+
+
+def test_a_host_that_leaks_the_guest_scounteren_is_caught_from_the_host(guest_run) -> None:
+    """The guest keeps its value (its own cases behave as on the real kernel), but the
+    host's CPUs keep it too after the vCPU's exits: host readers beside the guest read
+    what their own policy forbids (or fail to read what it allows)."""
+    result, cases, _ = guest_run
+    leak = {c["id"]: c for c in cases if c["kernel"] == "bug-leak" and c["suite"] == "linux-guest"}
+    guest_side = [c for i, c in leak.items() if "/host-readers/" not in i]
+    assert len(guest_side) == 45
+    assert {c["verdict"] for c in guest_side} == {"pass", "known-deviation"}
+    failed = [leak[f"linux-guest/host-pua={h}/host-readers/direct"] for h in (0, 1, 2)]
+    assert [c["verdict"] for c in failed] == ["fail"] * 3, [(c["id"], c["reason"])
+                                                           for c in failed]
+    assert all(c["rule"] == "host-policy" for c in failed)
+    assert all("probes beside the running guest" in c["reason"] for c in failed)
+    # the guest's legacy 0x7 in a host whose policy is 0x2: cycle readable
+    assert failed[1]["outcome"]["cycle"] in ("readable", "mixed")
+    assert "fail: bug-leak linux-guest/host-pua=" in result.stdout
+    differs = {c["id"].removeprefix("differs/") for c in cases
+               if c["suite"] == "differs" and c["kernel"] == "bug-leak"}
+    assert {c["id"] for c in failed} <= differs
+
+
 def test_shell_guest_reaches_the_guest_shell(built_kernels: dict, tmp_path: Path) -> None:
     """`orchestrator shell KERNEL --guest` boots the host, starts the guest in it and
     hands over the guest's console: a command typed there runs in the guest."""
@@ -112,6 +168,10 @@ def test_a_guest_that_does_not_finish_is_an_error_with_its_console(
                           config=rig_variant(tmp_path, endless, linux_guest=True))
     assert result.returncode == 3, result.stderr[-2000:]
     cases = run_cases(tmp_path)
+    # the host readers read beside the guest until it was killed: judged as any run
+    assert sorted(c["id"] for c in cases if "/host-readers/" in c["id"]) == [
+        "linux-guest/host-pua=1/host-readers/direct", "linux-guest/host-pua=1/host-readers/perf"]
+    cases = [c for c in cases if "/host-readers/" not in c["id"]]
     assert len(cases) == 15
     # what the guest reported before it was killed keeps its verdict (a trapping read
     # makes no hops); the rest are errors

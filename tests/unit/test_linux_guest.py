@@ -3,13 +3,14 @@ judging of linux-counters records against kernel.perf_user_access's rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from orchestrator import config
-from orchestrator.suites.linux_guest import LinuxGuest, LinuxGuestConfig, host_script
+from orchestrator.suites.linux_guest import LinuxGuest, LinuxGuestConfig, host_readers, host_script
 from orchestrator.suites.linux_guest.expect import expected, judge, outcome_of
 from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
@@ -140,3 +141,91 @@ Inst qemu-system-riscv (1:10.0.13+ds-0+deb13u1 Debian:13.8/stable [riscv64])
         "libc6_2.41-12_riscv64.deb",
         "qemu-system-data_1%3a10.0.13+ds-0+deb13u1_all.deb",
         "qemu-system-riscv_1%3a10.0.13+ds-0+deb13u1_riscv64.deb"]
+
+
+# ---- the host readers (host_readers) ------------------------------------------------
+
+def reader(cpu: int, *, cycle_ok: int = 0, switches: int = 5000, perf: str = "value",
+           vcpus: int = 2) -> dict:
+    """One host-readers line: 400 wakeups, 50 perf reads per event, all as given."""
+    empty = dict.fromkeys(("value", "not-offered", "sigill", "stuck", "failed"), 0)
+    return {"kind": "host-readers", "cpu": cpu, "perf_user_access": 1, "wakeups": 400,
+            "direct": {"cycle": {"ok": cycle_ok, "sigill": 400 - cycle_ok},
+                       "time": {"ok": 400, "sigill": 0},
+                       "instret": {"ok": 0, "sigill": 400}},
+            "perf": {e: {**empty, perf: 50} for e in ("cycles", "instructions")},
+            "vmm_pid": 90, "vcpus": [{"id": i, "exits": 9000, "exits_here": switches // vcpus}
+                                     for i in range(vcpus)],
+            "world_switches": switches, "rounds_after_switch": 300, "cpu_us": 120000 + cpu}
+
+
+def test_host_readers_plan_follows_migrate() -> None:
+    cfg = LinuxGuestConfig(host_perf_user_access=(0, 2), guest_perf_user_access=(1,))
+    assert not [i for i in LinuxGuest(cfg).plan() if "host-readers" in i]
+    ids = LinuxGuest(dataclasses.replace(cfg, migrate=True)).plan()
+    assert [i for i in ids if "host-readers" in i] == [
+        "linux-guest/host-pua=0/host-readers/direct", "linux-guest/host-pua=0/host-readers/perf",
+        "linux-guest/host-pua=2/host-readers/direct", "linux-guest/host-pua=2/host-readers/perf"]
+
+
+def test_host_script_pins_one_reader_per_cpu_for_the_vmm() -> None:
+    cfg = LinuxGuestConfig(migrate=True)
+    script = host_script(cfg, 1, "console=ttyS0", readers=True)
+    assert "taskset -c $cpu /usr/lib/rig/host-readers --while-pid $vmm --vcpus 2" in script
+    assert "-name linux-guest,debug-threads=on" in script  # the readers find vCPU threads
+    assert "wait $readers" in script
+    assert "host-readers" not in host_script(cfg, 1, "console=ttyS0")
+
+
+def test_host_direct_reads_are_judged_as_isolation_judges_its_vmm() -> None:
+    judged, outcome = host_readers.judge_direct([reader(0), reader(1)], host_pua=1)
+    assert (judged.verdict, judged.rule) == (PASS, "host-policy")
+    assert outcome == {"kind": "host-counters", "cycle": "sigill", "time": "readable",
+                       "instret": "sigill"}
+    # a guest's scounteren left live: cycle readable where policy 0x2 says SIGILL
+    leaked, outcome = host_readers.judge_direct([reader(0), reader(1, cycle_ok=3)], 1)
+    assert (leaked.verdict, leaked.rule) == (FAIL, "host-policy")
+    assert outcome["cycle"] == "mixed"
+    assert "cycle should be SIGILL in host user space (policy 0x2) but was not on 3 of" \
+        " 800 probes beside the running guest" in leaked.reason
+    # legacy: the same reads are wrong the other way round
+    assert host_readers.judge_direct([reader(0)], host_pua=2)[0].verdict == FAIL
+
+
+@pytest.mark.parametrize("pua,perf,verdict,rule", [
+    (0, "not-offered", PASS, "perf-no-user-access"),
+    (1, "value", PASS, "perf-user-read"),
+    (2, "value", PASS, "perf-user-read"),
+    (1, "sigill", FAIL, "perf-user-read"),
+    (0, "value", FAIL, "perf-no-user-access"),
+])
+def test_host_perf_reads_follow_the_documented_rules(pua: int, perf: str, verdict: str,
+                                                     rule: str) -> None:
+    judged, outcome = host_readers.judge_perf([reader(0, perf=perf), reader(1, perf=perf)], pua)
+    assert (judged.verdict, judged.rule) == (verdict, rule), judged.reason
+    assert outcome == {"kind": "host-perf", "cycles": perf, "instructions": perf}
+
+
+def test_host_readers_without_the_evidence_are_errors_not_passes() -> None:
+    assert host_readers.missing_evidence([reader(0), reader(1)], cpus=2, vcpus=2) == []
+    missing = host_readers.missing_evidence([reader(0, switches=10), reader(1, vcpus=1)], 2, 2)
+    assert missing == [
+        "the reader on CPU 0 counted 10 world switches on its CPU, fewer than 1000",
+        "the reader on CPU 1 found 1 of the VMM's 2 vCPUs"]
+    assert host_readers.missing_evidence([reader(1)], 2, 2) == [
+        "readers reported for CPUs [1], not each of the host's 2"]
+    # the host script did not report the run: no CPU count, no reader
+    assert host_readers.missing_evidence([], 0, 2) == ["no reader reported"]
+
+
+def test_a_host_run_judges_its_readers_lines() -> None:
+    suite = LinuxGuest(LinuxGuestConfig(migrate=True))
+    ids = [suite.host_case_id(1, check) for check in host_readers.CHECKS]
+    output = "\n".join([json.dumps(reader(0)), json.dumps(reader(1, cycle_ok=1))])
+    cases = list(suite._host_judged(1, ids, output, {"status": "0", "cpus": "2"}, 1.5))
+    assert [(c.id, c.verdict) for c in cases] == [(ids[0], FAIL), (ids[1], PASS)]
+    assert cases[0].details["world_switches"] == {"cpu0": 5000, "cpu1": 5000}
+    assert cases[1].details["reader_cpu_us"] == {"cpu0": 120000, "cpu1": 120001}
+    assert {c.duration for c in cases} == {1.5}  # their part of the guest run
+    short = list(suite._host_judged(1, ids, json.dumps(reader(0)), {"cpus": "2"}, 1.5))
+    assert {c.verdict for c in short} == {"error"}

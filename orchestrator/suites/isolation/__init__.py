@@ -80,8 +80,10 @@ def guest_value(perf_user_access: int) -> int:
     return ~host_policy(perf_user_access) & 0x7
 
 
-def judge_host_policy(summary: dict, policy: int) -> tuple[str, dict, str]:
-    """(verdict, outcome, reason) for the VMM's probes of the host's counters.
+def judge_host_policy(summary: dict, policy: int,
+                      when: str = "after KVM_RUN") -> tuple[str, dict, str]:
+    """(verdict, outcome, reason) for host user space's probes of the host's counters
+    (the VMM's here; linux-guest's host readers too); when: when they were made.
 
     The outcome names behaviour (readable, SIGILL, mixed), not probe counts,
     which follow the number of KVM_RUN returns.
@@ -98,7 +100,7 @@ def judge_host_policy(summary: dict, policy: int) -> tuple[str, dict, str]:
             should = "readable" if allowed else "SIGILL"
             broken.append(f"{counter} should be {should} in host user space (policy"
                           f" {policy:#x}) but was not on {wrong} of"
-                          f" {counts['ok'] + counts['sigill']} probes after KVM_RUN")
+                          f" {counts['ok'] + counts['sigill']} probes {when}")
     return (FAIL if broken else PASS), outcome, "; ".join(broken)
 
 
