@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import config, plan
+from orchestrator import compare, config, plan
 from orchestrator.errors import BadInput
 from orchestrator.suites import kselftest_kvm
 from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
@@ -15,6 +15,7 @@ from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.suites.kselftest_kvm.expect import Known, judge
 from orchestrator.targets import Capabilities, Needs
 from orchestrator.targets.qemu import qemu_for
+from orchestrator.verdicts import KNOWN_DEVIATION, PASS, Case
 
 REPO = Path(__file__).resolve().parents[2]
 KVM_PATCH = """From: x
@@ -258,3 +259,15 @@ def test_sub_case_ids_are_one_bounded_line_whatever_the_program_prints():
     found = kselftest_kvm._subresults("kselftest-kvm/t", "t", output)
     assert [f[0] for f in found] == ["kselftest-kvm/t/a_[31mred_",
                                      "kselftest-kvm/t/" + "x" * kselftest_kvm.SUB_ID_MAX]
+
+
+def test_a_listed_flaky_pass_against_a_pass_is_no_behaviour_difference() -> None:
+    outcome = {"kind": "kselftest", "result": "pass"}
+    clean = Case("kselftest-kvm/arch_timer", "kselftest-kvm", PASS, kernel="a",
+                 outcome=outcome)
+    flaky = Case("kselftest-kvm/arch_timer", "kselftest-kvm", KNOWN_DEVIATION, kernel="b",
+                 outcome=outcome, details={"flaky": True})
+    listed_fail = Case("kselftest-kvm/arch_timer", "kselftest-kvm", KNOWN_DEVIATION,
+                       kernel="b", outcome=outcome, details={"flaky": False})
+    assert compare.behaviour([clean, flaky], "a") == []
+    assert [d.kernel for d in compare.behaviour([clean, listed_fail], "a")] == ["b"]
