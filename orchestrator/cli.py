@@ -45,6 +45,7 @@ from orchestrator.errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TEST_FAILURE,
     BadInput,
     RigError,
 )
@@ -456,9 +457,16 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
 def cmd_lava_submit(args: argparse.Namespace) -> int:
     rig = _load(args)
     server = lava_submit.server_from(args.server, args.identity, dict(os.environ))
-    record, _, _ = lava_submit.run(rig, server, args.outdir, args.kernel, args.only,
-                                   args.base_url, args.device_type, args.tag, args.poll)
-    return _lava_summary(record)
+    record, jobs, _ = lava_submit.run(rig, server, args.outdir, args.kernel, args.only,
+                                      args.base_url, args.device_type, args.tag, args.poll)
+    code = _lava_summary(record)
+    # a job the server ended Incomplete or Canceled is an infrastructure error even when
+    # its host had reported every case before the end reached the worker
+    ended = [job.error for job in jobs if job.error]
+    if ended and code in (EXIT_OK, EXIT_TEST_FAILURE):
+        print(f"lava submit: exit {EXIT_INFRA}: {'; '.join(ended)}", file=sys.stderr)
+        return EXIT_INFRA
+    return code
 
 
 def cmd_lava_import(args: argparse.Namespace) -> int:
