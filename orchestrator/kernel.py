@@ -26,12 +26,13 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import cachefile
+from orchestrator import cachefile, debian
 from orchestrator.config import DebianSource, GitSource, KernelSpec, RigConfig, Source
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.progress import Progress, run_logged
@@ -62,6 +63,7 @@ class BuiltKernel:
     patches: dict[str, str]  # file name -> sha256
     config_sha256: str
     toolchain: str
+    release: str = ""  # the built kernel's version (include/config/kernel.release)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -92,23 +94,30 @@ def toolchain_id() -> str:
     return "; ".join(lines)
 
 
-def source_id(source: Source, config_path: Path) -> str:
-    """What identifies a source's content: package version or commit id."""
+_debian_sources: dict[tuple[Path, str, str | None], debian.KernelSourcePackage] = {}
+_debian_lock = threading.Lock()
+
+
+def debian_source(source: DebianSource, rig: RigConfig) -> debian.KernelSourcePackage:
+    """The package version a Debian source names, resolved once per process (every
+    kernel of a run builds the same version)."""
+    key = (rig.cache_dir, source.debian_package, source.version)
+    with _debian_lock:
+        if key not in _debian_sources:
+            _debian_sources[key] = debian.kernel_source(
+                rig.cache_dir, source.debian_package, source.version,
+                Progress(f"source {source.name}"))
+        return _debian_sources[key]
+
+
+def source_id(source: Source, rig: RigConfig) -> str:
+    """What identifies a source's content: package and version, or commit id."""
     if isinstance(source, DebianSource):
-        query = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Version}", source.debian_package],
-            capture_output=True, text=True,
-        )
-        if query.returncode != 0 or not source.tarball.is_file():
-            raise InfraError(
-                f"{source.debian_package} is not installed (no {source.tarball});"
-                " run 'orchestrator setup'"
-            )
-        return f"{source.debian_package}={query.stdout.strip()}"
+        return debian_source(source, rig).identity
     resolved = _git(source.git, "rev-parse", "--verify", "--quiet", f"{source.ref}^{{commit}}",
                     check=False)
     if resolved.returncode != 0:
-        raise BadInput(f"{config_path}: sources.{source.name}.ref: {source.ref!r}"
+        raise BadInput(f"{rig.path}: sources.{source.name}.ref: {source.ref!r}"
                        f" is not a commit in {source.git}")
     return f"git:{resolved.stdout.strip()}"
 
@@ -167,6 +176,7 @@ class _Tree:
     """A source's work tree and build directory, used under an exclusive lock."""
 
     def __init__(self, rig: RigConfig, source: Source, src_id: str) -> None:
+        self.rig = rig
         self.root = rig.cache_dir / "trees" / source.name
         self.src = self.root / "src"
         self.build = self.root / "build"
@@ -206,11 +216,12 @@ class _Tree:
 
     def _import_tarball(self, progress: Progress, log: Path) -> None:
         assert isinstance(self.source, DebianSource)
+        tarball = debian_source(self.source, self.rig).tarball
         for stale in (self.src, self.build):
             shutil.rmtree(stale, ignore_errors=True)
         self.src.mkdir(parents=True)
-        progress.begin(f"extract {self.source.tarball.name}")
-        run_logged(["tar", "-xf", str(self.source.tarball), "--strip-components=1",
+        progress.begin(f"extract {tarball.name}")
+        run_logged(["tar", "-xf", str(tarball), "--strip-components=1",
                     "-C", str(self.src)], log, progress)
         # --force: Debian's top-level .gitignore ignores everything but debian/
         progress.begin("commit the pristine tree")
@@ -258,7 +269,7 @@ def pristine_tree(rig: RigConfig, source: DebianSource,
                   progress: Progress | None = None) -> tuple[Path, str]:
     """The rig's git tree of a Debian kernel source and its pristine commit."""
     progress = progress or Progress(f"source {source.name}")
-    tree = _Tree(rig, source, source_id(source, rig.path))
+    tree = _Tree(rig, source, source_id(source, rig))
     with tree.locked():
         commit = tree.base_commit(progress, tree.root / "import.log")
     return tree.src, commit
@@ -299,7 +310,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     the compile step may take timeout seconds (default: rig.yaml timeouts.build)."""
     progress = progress or Progress(f"kernel {spec.name}")
     toolchain = toolchain_id()
-    src_id = source_id(spec.source, rig.path)
+    src_id = source_id(spec.source, rig)
     key = kernel_key(src_id, spec, toolchain)
     out = output_dir(rig, spec, key)
     cached = load_cached(out)
@@ -335,13 +346,14 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
         for artefact, name in (("arch/riscv/boot/Image", "Image"), ("vmlinux", "vmlinux"),
                                (".config", "config")):
             shutil.copy2(tree.build / artefact, out / name)
+        release = (tree.build / "include/config/kernel.release").read_text().strip()
 
     kernel = BuiltKernel(
         name=spec.name, key=key, image=out / "Image", vmlinux=out / "vmlinux",
         config=out / "config", build_log=out / "build.log",
         build_seconds=round(time.monotonic() - started, 1), cached=False, source=src_id,
         patches={p.name: _sha256(p) for p in spec.patches},
-        config_sha256=_sha256(out / "config"), toolchain=toolchain,
+        config_sha256=_sha256(out / "config"), toolchain=toolchain, release=release,
     )
     save_record(out, kernel)
     progress.done(f"built in {kernel.build_seconds:.0f}s -> {kernel.image}")

@@ -113,7 +113,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     """The selftests for spec's tree, built unless a build with the same key is cached."""
     progress = progress or Progress(f"kselftest-kvm {spec.name}")
     toolchain = kernel.toolchain_id()
-    tree = kernel._Tree(rig, spec.source, kernel.source_id(spec.source, rig.path))
+    tree = kernel._Tree(rig, spec.source, kernel.source_id(spec.source, rig))
     commit, blobs = _base_blobs(tree, progress)
     key = selftests_key(blobs, [p.read_text(errors="replace") for p in spec.patches], toolchain)
     out = rig.cache_dir / "kselftest-kvm" / key[:16]
