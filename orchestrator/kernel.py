@@ -63,7 +63,7 @@ class BuiltKernel:
     patches: dict[str, str]  # file name -> sha256
     config_sha256: str
     toolchain: str
-    release: str = ""  # the built kernel's version (include/config/kernel.release)
+    release: str  # the kernel's own include/config/kernel.release (what `uname -r` prints)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -162,7 +162,10 @@ def load_cached(out: Path) -> BuiltKernel | None:
     for key in ARTEFACT_FIELDS:  # older records hold absolute paths: keep the name
         data[key] = out / Path(data[key]).name
     data["cached"] = True
-    kernel = BuiltKernel(**data)
+    try:
+        kernel = BuiltKernel(**data)
+    except TypeError:  # written by an older rig that did not record every field: rebuild
+        return None
     if fingerprints is None:  # made before fingerprints were kept: nothing vouches for it
         return None
     for key in CHECKED_FIELDS:

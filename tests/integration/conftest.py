@@ -101,12 +101,26 @@ def qemu_processes_mentioning(text: str) -> list[int]:
     return found
 
 
+# name -> "release (source)" of each default kernel this session tested, for its summary
+TESTED_KERNELS: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
 def built_kernels() -> dict[str, dict]:
     """Both kernels of the default rig.yaml, built (or found in the cache)."""
     result = orchestrator("build", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
-    return {k["name"]: k for k in json.loads(result.stdout)}
+    kernels = {k["name"]: k for k in json.loads(result.stdout)}
+    TESTED_KERNELS.update({name: f"{k['release']} ({k['source']})"
+                           for name, k in kernels.items()})
+    return kernels
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which kernel versions the integration tests ran against: the source
+    package moves under the cache (a Debian update), the tests do not pin it."""
+    for name, version in sorted(TESTED_KERNELS.items()):
+        terminalreporter.write_line(f"tested kernel {name}: {version}")
 
 
 @pytest.fixture(scope="session")

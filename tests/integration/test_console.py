@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def test_shell_gives_an_interactive_host_console(built_kernels: dict, tmp_path: 
         # same read: the prompt need not end the buffer
         child.expect(r"~ # ")
         child.sendline("echo $((6 * 7)) $(cat /proc/sys/kernel/osrelease)")
-        child.expect(r"42 6\.12\.117")
+        child.expect(f"42 {re.escape(built_kernels['b922307a']['release'])}")
     (log,) = (tmp_path / "results" / "boots").glob("b922307a-*.console.log")
     assert "RIG-READY" in log.read_text(errors="replace")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from orchestrator.disasm import CSR_HSTATUS, CSR_SCOUNTEREN, function_csrs
 
-from .conftest import REPO, SCOUNTEREN_BACKPORT, orchestrator, rig_variant
+from .conftest import REPO, SCOUNTEREN_BACKPORT, orchestrator, rig_variant, run_cases
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +57,54 @@ def test_unknown_ref_in_a_git_tree_is_bad_input(user_git_tree: tuple[Path, str],
     result = orchestrator("build", "b922307a-parent", config=rig_variant(tmp_path, bad_ref))
     assert result.returncode == 2
     assert "sources.user-tree.ref: 'no-such-branch' is not a commit" in result.stderr
+
+
+def test_a_source_of_another_patch_release_builds_boots_and_passes(
+        user_git_tree: tuple[Path, str], tmp_path: Path) -> None:
+    """Nothing in the rig or its tests may hold a kernel's version as a literal: the
+    same tree with its SUBLEVEL moved on (as a Debian update moves it) builds, reports
+    that release at boot and in the run's manifest, and its suites pass."""
+    base, _ = user_git_tree
+    tree = tmp_path / "linux"
+    subprocess.run(["git", "clone", "--quiet", "--shared", str(base), str(tree)], check=True)
+    makefile = tree / "Makefile"
+    text = makefile.read_text()
+    version, patchlevel, sublevel = (
+        re.search(rf"^{field} = (\d+)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        for field in ("VERSION", "PATCHLEVEL", "SUBLEVEL"))
+    moved = str(int(sublevel) + 100)
+    makefile.write_text(re.sub(r"^SUBLEVEL = \d+$", f"SUBLEVEL = {moved}", text, count=1,
+                               flags=re.MULTILINE))
+    subprocess.run(["git", "-C", str(tree), "-c", "user.name=Rig Test",
+                    "-c", "user.email=test@localhost", "commit", "--quiet", "--all",
+                    "-m", f"SUBLEVEL {moved}"], check=True)
+
+    def use_tree(doc: dict) -> None:
+        doc["sources"]["moved-sublevel"] = {"git": str(tree), "ref": "HEAD"}
+        doc["kernels"] = [{
+            "name": "moved", "source": "moved-sublevel",
+            "patches": [str(SCOUNTEREN_BACKPORT)],
+            "config": [str(REPO / "images" / "config" / "kvm-host.config")],
+        }]
+        for suite in ("isolation", "latency"):
+            doc["suites"][suite] = {**doc["suites"][suite], "enabled": False}
+
+    config = rig_variant(tmp_path, use_tree)
+    built = orchestrator("build", "--json", config=config)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (kernel,) = json.loads(built.stdout)
+    release = kernel["release"]
+    assert release.startswith(f"{version}.{patchlevel}.{moved}"), release
+
+    booted = orchestrator("boot", "moved", "--", "uname", "-r", config=config)
+    assert booted.returncode == 0, booted.stderr[-3000:]
+    assert booted.stdout.splitlines()[-1] == release
+
+    ran = orchestrator("run", config=config)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["kernels"]["moved"]["release"] == release
+    cases = run_cases(tmp_path)
+    assert {c["suite"] for c in cases} == {"kvm-host", "counters"}
+    assert all(c["verdict"] in ("pass", "known-deviation") for c in cases)

@@ -61,8 +61,12 @@ def test_host_boots_with_kvm(built_kernels: dict[str, dict], kernel: str,
                           "test -c /dev/kvm && echo dev-kvm-present; uname -r", config=config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dev-kvm-present" in result.stdout
+    # the release the build recorded (include/config/kernel.release), never a literal:
+    # Debian moves the source package under us
+    release = built_kernels[kernel]["release"]
+    assert result.stdout.splitlines()[-1] == release
     # "+": setlocalversion marks a tree with changes on top of its base
-    assert result.stdout.splitlines()[-1] == "6.12.117+"
+    assert release.endswith("+")
     (log,) = (tmp_path / "results" / "boots").glob(f"{kernel}-*.console.log")
     console = log.read_text(errors="replace")
     assert re.search(r"kvm \[\d+\]: hypervisor extension available", console)

@@ -5,10 +5,14 @@ the guest's SCOUNTEREN across exits (tests/patches/0102-...) is caught."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from orchestrator import kernel
+from orchestrator.config import load as load_config
 
 from .conftest import (
     REPO,
@@ -82,8 +86,10 @@ def test_shell_guest_reaches_the_guest_shell(built_kernels: dict, tmp_path: Path
     """`orchestrator shell KERNEL --guest` boots the host, starts the guest in it and
     hands over the guest's console: a command typed there runs in the guest."""
     config = rig_variant(tmp_path, lambda doc: None, linux_guest=True)
+    rig = load_config(config)
+    guest_kernel = kernel.build(rig, rig.guest.kernel_for(rig.kernel("b922307a")))
     with interactive(config, "shell", "b922307a", "--guest", timeout=300) as child:
-        child.expect("RIG-GUEST-READY kernel=6.12.117")
+        child.expect(f"RIG-GUEST-READY kernel={re.escape(guest_kernel.release)} ")
         child.expect("# ")
         child.sendline("echo GUEST-$((6 * 7)) $(nproc) $(cat /proc/sys/kernel/perf_user_access)")
         child.expect(r"GUEST-42 2 1")  # the guest's two vCPUs, its default policy

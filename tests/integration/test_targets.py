@@ -31,7 +31,8 @@ def target(built_kernels: dict, tmp_path: Path):
     assert qemu_processes_mentioning(str(tmp_path)) == []
 
 
-def test_files_go_in_and_come_out_unchanged(target: QemuTarget, tmp_path: Path) -> None:
+def test_files_go_in_and_come_out_unchanged(target: QemuTarget, built_kernels: dict,
+                                           tmp_path: Path) -> None:
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(10_000))  # five console chunks, binary
     payload.chmod(0o750)
@@ -41,7 +42,9 @@ def test_files_go_in_and_come_out_unchanged(target: QemuTarget, tmp_path: Path) 
     assert mode_size == "750 10000"
     assert digest.split()[0] == hashlib.sha256(payload.read_bytes()).hexdigest()
     target.get("/proc/version", tmp_path / "version")
-    assert (tmp_path / "version").read_text().startswith("Linux version 6.12.117")
+    release = target.run("uname -r").output.strip()
+    assert release == built_kernels["b922307a"]["release"]
+    assert (tmp_path / "version").read_text().startswith(f"Linux version {release} ")
 
 
 def test_commands_status_output_and_timeout(target: QemuTarget) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,29 @@ def test_check_config_names_the_symbol_that_did_not_survive(
     with pytest.raises(BadInput, match="f.config") as caught:
         kernel.check_config(write_config(tmp_path, final_text), (fragment,))
     assert reported in caught.value.message
+
+
+def _built(out: Path, **fields) -> kernel.BuiltKernel:
+    for name in ("Image", "vmlinux", "config", "build.log"):
+        (out / name).write_text(name)
+    record = dict(name="k", key="0" * 64, image=out / "Image", vmlinux=out / "vmlinux",
+                  config=out / "config", build_log=out / "build.log", build_seconds=1.0,
+                  cached=False, source="linux-source-6.12=6.12.118-1~deb12u1", patches={},
+                  config_sha256="", toolchain="gcc", release="6.12.118+")
+    return kernel.BuiltKernel(**{**record, **fields})
+
+
+def test_a_cached_record_keeps_the_kernel_release(tmp_path: Path) -> None:
+    kernel.save_record(tmp_path, _built(tmp_path, release="6.12.999-rc1+"))
+    cached = kernel.load_cached(tmp_path)
+    assert cached is not None and cached.cached
+    assert cached.release == "6.12.999-rc1+"
+
+
+def test_a_record_from_an_older_rig_without_a_release_is_rebuilt(tmp_path: Path) -> None:
+    kernel.save_record(tmp_path, _built(tmp_path))
+    record = tmp_path / "kernel.json"
+    data = json.loads(record.read_text())
+    del data["release"]
+    record.write_text(json.dumps(data))
+    assert kernel.load_cached(tmp_path) is None
