@@ -124,8 +124,11 @@ def changes(kernel: str, now: list[Case], before: list[Case] | None,
 
 
 def build_changes(before: store.StoredKernel, now: store.StoredKernel) -> list[str]:
-    """What differs between two builds of a kernel, field by field."""
+    """What differs between two builds of a kernel, field by field; first the kernel's
+    own version when it moved (e.g. a Debian update under the same source name)."""
     out = []
+    if before.release and now.release and before.release != now.release:
+        out.append(f"kernel changed: {before.release} -> {now.release}")
     for name in BUILD_FIELDS:
         old, new = getattr(before, name), getattr(now, name)
         if old != new:
@@ -136,6 +139,8 @@ def build_changes(before: store.StoredKernel, now: store.StoredKernel) -> list[s
                 parts = [f"+{p}" for p in added] + [f"-{p}" for p in gone] + [
                     f"~{p}" for p in edited]
                 out.append(f"patches {' '.join(parts)}")
+            elif name == "source" and not str(new).startswith("git:"):
+                out.append(f"source {old} -> {new}")  # a Debian package=version, whole
             else:
                 out.append(f"{name} {str(old)[:24]} -> {str(new)[:24]}")
     return out
@@ -229,6 +234,7 @@ def summary(found: list[KernelChanges]) -> list[str]:
         kinds = ", ".join(f"{len(v)} {kind}" for kind, v in k.cases.items() if v)
         lines.append(f"{k.kernel} ({against}): {_changes(k.count())}"
                      + (f": {kinds}" if kinds else ""))
+        lines += [f"  {change}" for change in k.build_changes]
         for c in k.cases["new-failures"]:
             lines.append(f"  new failure: {c.id}: {c.why}")
         for cid in k.slower():

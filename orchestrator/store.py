@@ -90,6 +90,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX kernels_by_key ON kernels(build_key, run);
     CREATE INDEX measurements_by_case ON measurements(kernel, case_id, run);
     """,
+    # 3: the kernel's own version (include/config/kernel.release); older runs: NULL
+    """
+    ALTER TABLE kernels ADD COLUMN release TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -117,6 +121,7 @@ class StoredKernel:
     patches: dict[str, str]
     config_sha256: str | None
     toolchain: str | None
+    release: str | None = None  # None: recorded by a rig that did not keep it
 
 
 def migrate(db: sqlite3.Connection, upto: int = SCHEMA_VERSION, where: str = "") -> int:
@@ -208,11 +213,11 @@ class Store:
             for name, k in manifest.get("kernels", {}).items():
                 source = k.get("source") or ""
                 self.db.execute(
-                    "INSERT INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run, name, k.get("key"), source or None,
                      source.removeprefix("git:") if source.startswith("git:") else None,
                      json.dumps(k.get("patches", {})), k.get("config_sha256"),
-                     k.get("toolchain")))
+                     k.get("toolchain"), k.get("release")))
             for case in cases:
                 self.db.execute(
                     "INSERT OR REPLACE INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -262,10 +267,11 @@ class Store:
                          row[5])
 
     def kernels(self, run: StoredRun) -> dict[str, StoredKernel]:
-        return {r[0]: StoredKernel(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
+        return {r[0]: StoredKernel(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6],
+                                   r[7])
                 for r in self.db.execute(
                     "SELECT name, build_key, source, git_commit, patches, config_sha256,"
-                    " toolchain FROM kernels WHERE run = ? ORDER BY rowid", (run.id,))}
+                    " toolchain, release FROM kernels WHERE run = ? ORDER BY rowid", (run.id,))}
 
     def cases(self, run: StoredRun, kernel: str | None = None) -> list[Case]:
         query = "SELECT record FROM cases WHERE run = ?"
