@@ -85,6 +85,7 @@ class KernelRun:
         self.rig, self.plan, self.record, self.spec, self.budget = rig, plan, record, spec, budget
         self.live = live
         self.built: kernel.BuiltKernel | None = None
+        self.blocked: set[str] = set()  # suites this kernel cannot run (errors already)
 
     def add(self, case: Case, log: Path | None = None) -> None:
         if self.live.stopping:  # interrupted: what breaks now is not the kernel's doing
@@ -117,6 +118,13 @@ class KernelRun:
         self.record.set_manifest(kernels={
             **self.record.manifest["kernels"],
             name: {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}})
+        # a fragment option this kernel dropped stops the suites that need it, only them
+        unmet = kernel.unmet_needs(built, [s.name for s in self.plan.suites])
+        for suite in self.plan.suites:
+            if suite.name in unmet:
+                print(f"[{name}] {suite.name}: {unmet[suite.name]}", file=sys.stderr)
+                self.fail_all([suite], InfraError(unmet[suite.name]))
+        self.blocked = set(unmet)
         # Files some suites build for this kernel (e.g. its own selftests) go into their
         # group's initramfs; built here, one kernel at a time, as they use its tree.
         self.initramfs: dict[int, Path] = {}
@@ -129,7 +137,7 @@ class KernelRun:
                 self.initramfs[index] = (guest.host_initramfs(self.rig.cache_dir, extra) if extra
                                          else initramfs)
                 self.shares[index] = shares
-            except InfraError as exc:
+            except RigError as exc:  # e.g. a guest kernel or selftests that do not build
                 print(f"[{name}] {', '.join(s.name for s in suites)}: {exc.message}",
                       file=sys.stderr)
                 self.fail_all(suites, exc)
@@ -138,8 +146,8 @@ class KernelRun:
     def groups(self, exclusive: bool | None) -> list[tuple[int, QemuConfig, list[Suite]]]:
         """(index, machine, suites): suites whose needs give the same machine share a boot.
         Only the exclusive groups, or only the others; None: all of them."""
-        grouped = itertools.groupby(self.plan.suites,
-                                    key=lambda s: qemu_for(s.needs(), self.rig.qemu))
+        runnable = [s for s in self.plan.suites if s.name not in self.blocked]
+        grouped = itertools.groupby(runnable, key=lambda s: qemu_for(s.needs(), self.rig.qemu))
         chosen = []
         for index, (qemu, members) in enumerate(grouped):
             suites = list(members)

@@ -168,6 +168,10 @@ class KselftestKvm(Suite):
         log_dir.mkdir(parents=True, exist_ok=True)
         for case_id in ids:
             program, args = self.invocation(case_id)
+            if program in self._built.failed:
+                yield self.case(case_id, ERROR, outcome={"kind": "error"},
+                                reason=f"{program} did not build: {self._built.failed[program]}")
+                continue
             if program not in self._built.programs:
                 yield self.case(case_id, ERROR, outcome={"kind": "error"},
                                 reason=f"{program} is not among the programs this tree's"

@@ -246,3 +246,14 @@ def test_an_initramfs_cut_short_in_the_cache_is_written_again(tmp_path, monkeypa
     out.write_bytes(whole[:1000])
     assert image.build_initramfs(tmp_path, {"usr/lib/kselftest-kvm/prog": extra}) == out
     assert out.read_bytes() == whole
+
+
+def test_a_program_that_does_not_build_is_named_with_its_first_error(tmp_path: Path) -> None:
+    (tmp_path / "arch_timer").write_bytes(b"\x7fELF...")
+    log = ("riscv64-linux-gnu-gcc ... -c memslot_perf_test.c\n"
+           "memslot_perf_test.c:112:1: error: static assertion failed: \"atomic bool is not"
+           " lockless\"\nmake: *** [Makefile:300: memslot_perf_test.o] Error 1\n")
+    built, failed = kselftest._built_programs(["arch_timer", "memslot_perf_test"], tmp_path, log)
+    assert built == ["arch_timer"]
+    assert failed == {"memslot_perf_test": "memslot_perf_test.c:112:1: error: static assertion"
+                                           " failed: \"atomic bool is not lockless\""}
