@@ -226,30 +226,62 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
     raise BadInput(f"{given}: no run there (no {' nor '.join(looked)})")
 
 
+def _run_kernels(run_dir: Path) -> dict[str, dict]:
+    """The manifest's kernels of a run (name -> build record), {} if it has none."""
+    try:
+        kernels = json.loads((run_dir / "manifest.json").read_text()).get("kernels", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return kernels if isinstance(kernels, dict) else {}
+
+
 def _sides(run_dir: Path) -> dict[str, Side]:
     try:
         cases = results.load_cases(run_dir)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{run_dir / 'results.json'}: not a run's results ({exc})") from None
-    return {k: Side(f"{run_dir.name}:{k}", mine) for k, mine in by_kernel(cases).items()
+    kernels = _run_kernels(run_dir)
+    return {k: Side(f"{run_dir.name}:{k}", mine,
+                    str((kernels.get(k) or {}).get("release") or ""))
+            for k, mine in by_kernel(cases).items()
             if k and not all(c.suite == results.DIFFERS for c in mine)}
+
+
+def compare_pairs(names_a: list[str], names_b: list[str], asked: list[str]
+                  ) -> list[tuple[str, str]]:
+    """Which kernel of run A is compared with which of run B: as asked (--pair A=B),
+    else those of the same name, else the runs' kernels in order when both have as
+    many (e.g. a 6.12 A/B against a 7.3 A/B)."""
+    if asked:
+        pairs = []
+        for entry in asked:
+            a, sep, b = entry.partition("=")
+            if not sep or a not in names_a or b not in names_b:
+                raise BadInput(f"--pair {entry}: expected KERNEL_A=KERNEL_B, one of"
+                               f" {', '.join(names_a)} = one of {', '.join(names_b)}")
+            pairs.append((a, b))
+        return pairs
+    common = [k for k in names_a if k in names_b]
+    if common:
+        return [(k, k) for k in common]
+    if len(names_a) == len(names_b):
+        return list(zip(names_a, names_b, strict=True))
+    raise BadInput("compare: the runs share no kernel and hold different numbers of"
+                   " kernels; name the pairs with --pair KERNEL_A=KERNEL_B")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     rig = _load(args)
     dir_a, dir_b = _run_dir(rig, args.run_a), _run_dir(rig, args.run_b)
     sides_a, sides_b = _sides(dir_a), _sides(dir_b)
-    common = [k for k in sides_a if k in sides_b]
-    if common:
-        pairs = [(sides_a[k], sides_b[k]) for k in common]
-    elif len(sides_a) == 1 and len(sides_b) == 1:
-        pairs = [(next(iter(sides_a.values())), next(iter(sides_b.values())))]
-    else:
-        raise BadInput(f"compare: {dir_a.name} and {dir_b.name} share no kernel"
-                       " and do not hold one kernel each")
+    pairs = [(sides_a[a], sides_b[b])
+             for a, b in compare_pairs(list(sides_a), list(sides_b), args.pair or [])]
     out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
     cases = [c for pair in pairs for side in pair for c in side.cases]
-    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", cases, pairs)
+    kernels = {f"{run.name}:{name}": entry for run in (dir_a, dir_b)
+               for name, entry in _run_kernels(run).items()}
+    comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", cases, pairs,
+                               kernels, expectations.explain)
     print("\n".join(report.headline(comparisons)))
     print(f"report: {out / 'report.md'}")
     return EXIT_OK
@@ -474,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        " writes report.md, compare.json, latency.png")
     p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
     p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
+    p.add_argument("--pair", action="append", metavar="KERNEL_A=KERNEL_B",
+                   help="compare these two kernels (repeatable); default: the kernels of the"
+                        " same name, else both runs' kernels in order")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("bisect", help="git bisect a kernel tree with the rig as the judge")

@@ -52,8 +52,8 @@ from orchestrator import __version__, compare, guest, image, kernel, report, sto
 from orchestrator.config import KernelSpec, QemuConfig, RigConfig
 from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.plan import make
-from orchestrator.results import DIFFERS, FAIL, SKIP, Case, RunRecord
-from orchestrator.runner import qemu_for, rerun_command
+from orchestrator.results import FAIL, SKIP, Case, RunRecord
+from orchestrator.runner import differ_cases, qemu_for, rerun_command
 from orchestrator.suites import Suite, SuiteConfig, registry
 from orchestrator.targets import CommandResult
 from orchestrator.targets.qemu import KERNEL_ARGS, emulation_args, machine_capabilities
@@ -708,17 +708,15 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
             record.manifest["kernels"][name]["lava_job"] = {
                 "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
                 "boots_logged": sorted(job.boots)}
-    baseline = kernels[0]
-    for diff in compare.behaviour(record.cases, baseline):
-        record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
-                        kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
-                        expected=f"as on {baseline}",
-                        rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
+    baselines = compare.baselines({name: plan["kernels"][name]["build"]["source"].split("=")[0]
+                                   for name in kernels})
+    for case in differ_cases(rig, record.cases, baselines):
+        record.add(case)
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()
     if len(kernels) > 1 and not plan.get("only"):
-        report.write_run(record.dir, record.cases)
+        report.write_run(record.dir, record.cases, record.manifest["kernels"], baselines)
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record

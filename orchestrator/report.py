@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.compare import Side, by_kernel, compare
+from orchestrator.compare import Explainer, Side, by_kernel, compare
 from orchestrator.results import (
     DIFFERS,
     ERROR,
@@ -65,10 +65,36 @@ def headline(comparisons: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(title: str, cases: list[Case], comparisons: list[dict]) -> str:
-    lines = [f"# {title}", "", "```", summary_table(cases), "```", ""]
+def kernel_versions(kernels: dict[str, dict]) -> list[str]:
+    """report.md's lines naming each kernel's version and source (manifest kernels)."""
+    if not kernels:
+        return []
+    lines = ["| kernel | version | source |", "|---|---|---|"]
+    for name, built in kernels.items():
+        lines.append(f"| {name} | {built.get('release') or 'unknown'}"
+                     f" | {built.get('source') or '-'} |")
+    return [*lines, ""]
+
+
+def _changes(changes: list[dict]) -> list[str]:
+    lines = [f"Case by case: {len(changes)} change(s)"
+             f" ({sum(bool(c['explained']) for c in changes)} explained)", ""]
+    for c in changes:
+        why = f"{c['kind']}: {c['why']}"
+        lines.append(f"- `{c['id']}`: {why}" + (f" -- {c['explained']}" if c["explained"]
+                                                  else " -- not explained by the rig's data"))
+    return [*lines, ""]
+
+
+def markdown(title: str, cases: list[Case], comparisons: list[dict],
+             kernels: dict[str, dict] | None = None) -> str:
+    lines = [f"# {title}", "", *kernel_versions(kernels or {}), "```", summary_table(cases),
+             "```", ""]
     for comp in comparisons:
-        lines += [f"## {comp['b']} against {comp['a']}", ""]
+        versions = (f" ({comp['b_release']} against {comp['a_release']})"
+                    if comp.get("a_release") and comp["a_release"] != comp.get("b_release")
+                    else "")
+        lines += [f"## {comp['b']} against {comp['a']}{versions}", ""]
         measured = comp["measurements"]
         if measured:
             exact = {c["method"] for c in measured.values()} == {"exact"}
@@ -89,6 +115,9 @@ def markdown(title: str, cases: list[Case], comparisons: list[dict]) -> str:
                       ""]
         else:
             lines += ["No measurement on both sides.", ""]
+        if versions:  # across kernel versions: every kind of change, explained
+            lines += _changes(comp["changes"])
+            continue
         diffs = comp["differences"]
         lines += [f"Cases whose behaviour differs: {len(diffs)}", ""]
         lines += [f"- `{d['id']}`: {d['reason']}" for d in diffs]
@@ -125,13 +154,15 @@ def plot(path: Path, sides: list[Side]) -> bool:
     return True
 
 
-def write(out_dir: Path, title: str, cases: list[Case],
-          pairs: list[tuple[Side, Side]]) -> list[dict]:
-    """Compare each (A, B) pair; write report.md, compare.json and measurements.png."""
-    comparisons = [compare(a, b) for a, b in pairs]
+def write(out_dir: Path, title: str, cases: list[Case], pairs: list[tuple[Side, Side]],
+          kernels: dict[str, dict] | None = None, explain: Explainer | None = None
+          ) -> list[dict]:
+    """Compare each (A, B) pair; write report.md, compare.json and measurements.png.
+    kernels: name -> its manifest entry (version, source), for the report's table."""
+    comparisons = [compare(a, b, explain) if explain else compare(a, b) for a, b in pairs]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps(comparisons, indent=2) + "\n")
-    text = markdown(title, cases, comparisons)
+    text = markdown(title, cases, comparisons, kernels)
     sides = list({s.label: s for pair in pairs for s in pair}.values())
     if plot(out_dir / "measurements.png", sides):
         text += "\n![per-window distributions of each measurement](measurements.png)\n"
@@ -139,9 +170,13 @@ def write(out_dir: Path, title: str, cases: list[Case],
     return comparisons
 
 
-def write_run(run_dir: Path, cases: list[Case]) -> list[dict]:
-    """A run's own report: each kernel against the run's first kernel."""
-    kernels = by_kernel([c for c in cases if c.suite != DIFFERS])
-    sides = [Side(name, mine) for name, mine in kernels.items()]
-    return write(run_dir, f"Run {run_dir.name}", cases,
-                 [(sides[0], side) for side in sides[1:]])
+def write_run(run_dir: Path, cases: list[Case], kernels: dict[str, dict],
+              baselines: dict[str, str]) -> list[dict]:
+    """A run's own report: each kernel against its baseline (baselines: kernel ->
+    the first kernel of its source; kernels: the manifest's entries)."""
+    by_name = by_kernel([c for c in cases if c.suite != DIFFERS])
+    sides = {name: Side(name, mine, kernels.get(name, {}).get("release", ""))
+             for name, mine in by_name.items()}
+    pairs = [(sides[baselines[name]], side) for name, side in sides.items()
+             if baselines.get(name, name) != name and baselines[name] in sides]
+    return write(run_dir, f"Run {run_dir.name}", cases, pairs, kernels)

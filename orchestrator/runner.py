@@ -218,6 +218,22 @@ class KernelRun:
             self.add(case, target.console_log)
 
 
+def differ_cases(rig: RigConfig, cases: list[Case], baselines: dict[str, str]) -> list[Case]:
+    """A failure case per case that behaves differently on a kernel than on its
+    baseline (compare.baselines)."""
+    found = []
+    for name, baseline in baselines.items():
+        if name == baseline:
+            continue
+        mine = [c for c in cases if c.kernel in (name, baseline)]
+        for diff in compare.behaviour(mine, baseline):
+            found.append(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
+                              kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
+                              expected=f"as on {baseline}",
+                              rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
+    return found
+
+
 def peak_rss_mib() -> dict[str, float]:
     """Peak resident memory of the orchestrator and of its largest finished child
     process (in a warm run, a QEMU)."""
@@ -333,18 +349,15 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
     try:
         run_kernels([KernelRun(rig, plan, record, spec, budget, live) for spec in plan.kernels],
                     live)
-        baseline = plan.kernels[0].name
-        for diff in compare.behaviour(record.cases, baseline):
-            record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
-                            kernel=diff.kernel, reason=diff.reason,
-                            outcome=diff.outcome, expected=f"as on {baseline}",
-                            rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
+        baselines = compare.baselines({s.name: s.source.name for s in plan.kernels})
+        for case in differ_cases(rig, record.cases, baselines):
+            record.add(case)
     finally:
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.order([spec.name for spec in plan.kernels])
         record.flush()
     if len(plan.kernels) > 1 and not only:
-        report.write_run(record.dir, record.cases)
+        report.write_run(record.dir, record.cases, record.manifest["kernels"], baselines)
         # the report imports its plotting library only now: the peak includes it
         record.set_manifest(peak_rss_mib=peak_rss_mib())
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
