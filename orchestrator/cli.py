@@ -23,6 +23,7 @@ from orchestrator import (
     __version__,
     bisect,
     config,
+    expectations,
     guest,
     history,
     kernel,
@@ -281,7 +282,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     kernels = {f"{run.name}:{name}": entry for run in (dir_a, dir_b)
                for name, entry in _run_kernels(run).items()}
     comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", cases, pairs,
-                               kernels, expectations.explain)
+                               kernels, expectations.explainer)
     print("\n".join(report.headline(comparisons)))
     print(f"report: {out / 'report.md'}")
     return EXIT_OK

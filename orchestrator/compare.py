@@ -160,7 +160,12 @@ def case_changes(a: list[Case], b: list[Case], figures: dict[str, dict],
     return found
 
 
-def compare(a: Side, b: Side, explain: Explainer = _no_explanation) -> dict:
+# explainer(release of A, release of B) -> the Explainer for that pair of kernels
+ExplainerFor = Callable[[str, str], Explainer]
+
+
+def compare(a: Side, b: Side, explainer: ExplainerFor | None = None) -> dict:
+    explain = explainer(a.release, b.release) if explainer else _no_explanation
     figures = measurements(a.cases, b.cases)
     return {"a": a.label, "b": b.label, "a_release": a.release, "b_release": b.release,
             "measurements": figures,

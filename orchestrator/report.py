@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.compare import Explainer, Side, by_kernel, compare
+from orchestrator.compare import ExplainerFor, Side, by_kernel, compare
 from orchestrator.results import (
     DIFFERS,
     ERROR,
@@ -155,11 +155,11 @@ def plot(path: Path, sides: list[Side]) -> bool:
 
 
 def write(out_dir: Path, title: str, cases: list[Case], pairs: list[tuple[Side, Side]],
-          kernels: dict[str, dict] | None = None, explain: Explainer | None = None
+          kernels: dict[str, dict] | None = None, explainer: ExplainerFor | None = None
           ) -> list[dict]:
     """Compare each (A, B) pair; write report.md, compare.json and measurements.png.
     kernels: name -> its manifest entry (version, source), for the report's table."""
-    comparisons = [compare(a, b, explain) if explain else compare(a, b) for a, b in pairs]
+    comparisons = [compare(a, b, explainer) for a, b in pairs]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps(comparisons, indent=2) + "\n")
     text = markdown(title, cases, comparisons, kernels)
