@@ -244,6 +244,15 @@ def summary(found: list[KernelChanges]) -> list[str]:
     return lines
 
 
+def version_changes(points: list[dict]) -> list[tuple[str, float, str]]:
+    """(run, value, new release) where a trend's kernel version changed."""
+    changes = []
+    for before, now in zip(points, points[1:], strict=False):
+        if before.get("release") and now.get("release") and before["release"] != now["release"]:
+            changes.append((now["run"], now["value"], now["release"]))
+    return changes
+
+
 def plot_trends(path: Path, trends: list[dict]) -> bool:
     """One panel per measurement, one line per kernel; False if nothing is measured."""
     if not trends:
@@ -265,6 +274,9 @@ def plot_trends(path: Path, trends: list[dict]) -> bool:
                 ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=t["kernel"])
             else:
                 ax.plot(xs, ys, marker="o", label=t["kernel"])
+            for x, y, release in version_changes(t["points"]):
+                ax.annotate(release, (x, y), textcoords="offset points", xytext=(0, 8),
+                            fontsize=6, ha="center", arrowprops={"arrowstyle": "-"})
             ax.set_ylabel(f"{t['unit']} (emulated)")
         ax.set_title(cid)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)

@@ -299,7 +299,8 @@ class Store:
 
     def trend(self, last: int, upto: StoredRun | None = None) -> list[dict[str, Any]]:
         """Per kernel and measured case, its figures over the last `last` complete runs
-        (up to and including `upto`), oldest first."""
+        (up to and including `upto`), oldest first, each with the kernel's release
+        then: one line per kernel name across versions."""
         bound = (upto.recorded, upto.id) if upto else (float("inf"), 0)
         runs = self.db.execute(
             "SELECT id FROM runs WHERE partial = 0 AND (recorded < ? OR (recorded = ? AND"
@@ -310,14 +311,18 @@ class Store:
             return []
         marks = ",".join("?" * len(ids))
         series: dict[tuple[str, str], dict[str, Any]] = {}
-        for kernel, cid, value, unit, method, samples, run_id, recorded in self.db.execute(
-                "SELECT m.kernel, m.case_id, m.value, m.unit, m.method, m.samples, r.run_id,"
-                f" r.recorded FROM measurements m JOIN runs r ON r.id = m.run WHERE m.run IN"
-                f" ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id", ids):
+        for kernel, cid, value, unit, method, samples, run_id, recorded, release in (
+                self.db.execute(
+                    "SELECT m.kernel, m.case_id, m.value, m.unit, m.method, m.samples, r.run_id,"
+                    " r.recorded, k.release FROM measurements m JOIN runs r ON r.id = m.run"
+                    " LEFT JOIN kernels k ON k.run = m.run AND k.name = m.kernel"
+                    f" WHERE m.run IN ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id",
+                    ids)):
             entry = series.setdefault((kernel, cid), {"kernel": kernel, "case": cid,
                                                       "unit": unit, "method": method,
                                                       "points": []})
             entry["points"].append({"run": run_id, "recorded": recorded, "value": value,
+                                    "release": release,
                                     **_spread(method, json.loads(samples))})
         return list(series.values())
 

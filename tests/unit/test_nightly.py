@@ -152,3 +152,11 @@ def test_squad_url_and_payload() -> None:
     assert data["tests"] == {"a/x": "pass", "a/y": "skip", "a/z": "fail"}
     assert data["metrics"] == {"a/x": 131.0}
     assert data["metadata"] == {"job_id": "r1-k", "kernel_key": "abc"}
+
+
+def test_a_trend_marks_where_the_kernel_version_changed() -> None:
+    points = [{"run": "r1", "value": 908.0, "release": "6.12.117+"},
+              {"run": "r2", "value": 908.0, "release": "6.12.117+"},
+              {"run": "r3", "value": 910.0, "release": "6.12.118+"},
+              {"run": "r4", "value": 910.0, "release": None}]
+    assert nightly.version_changes(points) == [("r3", 910.0, "6.12.118+")]
