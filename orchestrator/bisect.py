@@ -35,9 +35,9 @@ from orchestrator import plan, runner
 from orchestrator.config import GitSource, KernelSpec, RigConfig
 from orchestrator.errors import BadInput
 from orchestrator.progress import clock
-from orchestrator.results import ERROR, FAIL, Case
 from orchestrator.suites import SuiteConfig, registry
 from orchestrator.suites.latency import TESTS as LATENCY_TESTS
+from orchestrator.verdicts import ERROR, FAIL, Case
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 _LATENCY = re.compile(r"latency:([\w-]+)>(\+|x)(\d+(?:\.\d+)?)$")

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import (
@@ -27,26 +28,33 @@ from orchestrator import (
     guest,
     history,
     kernel,
-    lava,
     nightly,
     plan,
     provision,
-    remote,
     report,
     reproduce,
     results,
     runner,
     squad,
-    sshhost,
     store,
 )
 from orchestrator.budget import Budget
 from orchestrator.compare import Side, by_kernel
-from orchestrator.entry import EXIT_INTERRUPTED
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, BadInput, RigError
-from orchestrator.suites import linux_guest, registry
-from orchestrator.targets.qemu import QemuTarget, console_tail, share_args
-from orchestrator.targets.ssh import SshTarget
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BadInput,
+    RigError,
+)
+from orchestrator.lava import export as lava_export
+from orchestrator.lava import replay as lava_replay
+from orchestrator.suites import Suite, registry
+from orchestrator.targets import kinds, open_target
+from orchestrator.targets.qemu import QemuBoot, QemuTarget, console_tail, qemu_for, share_args
+from orchestrator.targets.ssh import SshEntry, emulated
+from orchestrator.targets.ssh.connection import SshTarget
 
 CONSOLE_CONTEXT_LINES = 40
 
@@ -76,12 +84,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _boot(args: argparse.Namespace, extra_append: str = "",
-          ssh_entry: list[config.SshTarget] | None = None,
-          suite_name: str | None = None) -> QemuTarget:
+          ssh_entry: list[SshEntry] | None = None,
+          suite: Suite | None = None, rig: config.RigConfig | None = None) -> QemuTarget:
     """Boot args.kernel; with ssh_entry (a list to fill), reachable over SSH too; with
-    suite_name, on the machine that suite's needs give (rig.yaml's settings), its share
+    suite, on the machine that suite's needs give (rig.yaml's settings), its share
     mounted."""
-    rig = _load(args)
+    rig = rig or _load(args)
     spec = rig.kernel(args.kernel)
     built = kernel.build(rig, spec)
     initramfs = guest.host_initramfs(rig.cache_dir)
@@ -92,20 +100,19 @@ def _boot(args: argparse.Namespace, extra_append: str = "",
     boot_name = f"{args.kernel}-{stamp}-{os.getpid()}"
     extra_args: tuple[str, ...] = ()
     machine = rig.qemu
-    if suite_name is not None:
-        suite = registry()[suite_name](rig.suites[suite_name])
-        machine = runner.qemu_for(suite.needs(), rig.qemu)
+    if suite is not None:
+        machine = qemu_for(suite.needs(), rig.qemu)
         share = suite.host_share(rig, spec)
         extra_args = share_args({suite.name: share} if share else {})
     if ssh_entry is not None:
-        initramfs, extra_args, entry = sshhost.prepare(
+        initramfs, extra_args, entry = emulated.prepare(
             rig.cache_dir, initramfs, rig.results_dir / "boots" / f"{boot_name}-ssh",
             f"{args.kernel}-ssh")
         ssh_entry.append(entry)
-        extra_append = " ".join(filter(None, (extra_append, sshhost.KERNEL_ARG)))
-    target = QemuTarget(machine, built.image, initramfs, rig.results_dir / "boots",
-                        label=args.kernel, budget=Budget(timeouts), boot_name=boot_name,
-                        extra_append=extra_append, extra_args=extra_args)
+        extra_append = " ".join(filter(None, (extra_append, emulated.KERNEL_ARG)))
+    boot = QemuBoot(boot_name, machine, built.image, initramfs, label=args.kernel,
+                    extra_append=extra_append, extra_args=extra_args)
+    target: QemuTarget = open_target(boot, rig.results_dir / "boots", Budget(timeouts), rig)
     print(f"[{args.kernel}] booting; console log: {target.console_log}", file=sys.stderr)
     try:
         seconds = target.boot()
@@ -121,12 +128,12 @@ def cmd_boot_ssh(args: argparse.Namespace) -> int:
         raise BadInput("boot --ssh: takes no command; use the ssh command it prints")
     # Ctrl-C ends it, even when started where SIGINT is ignored (a script's `&`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    entries: list[config.SshTarget] = []
+    entries: list[SshEntry] = []
     with _boot(args, ssh_entry=entries) as target:
         entry = entries[0]
         snippet = entry.key_file.parent / "target.yaml"
-        snippet.write_text(sshhost.entry_yaml(entry))
-        print(f"[{args.kernel}] host key {sshhost.fingerprint(entry.known_hosts)}",
+        snippet.write_text(emulated.entry_yaml(entry))
+        print(f"[{args.kernel}] host key {emulated.fingerprint(entry.known_hosts)}",
               file=sys.stderr)
         print(SshTarget(entry, entry.key_file.parent, target.budget).ssh_command())
         print(f"rig.yaml target entry: {snippet}")
@@ -159,12 +166,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def _guest_shell(args: argparse.Namespace) -> int:
-    """The linux-guest suite's guest, started in the host, its console handed over."""
-    with _boot(args, suite_name=linux_guest.LinuxGuest.name) as target:
-        target.run(linux_guest.MOUNT_SCRIPT)
-        print("guest shell: 'poweroff -f' ends the guest, Ctrl-] leaves (QEMU is then"
-              " stopped)", file=sys.stderr)
-        target.send(linux_guest.vmm_command(linux_guest.SHELL_KERNEL_ARGS, "-nographic"))
+    """The guest of the suite that runs one, started in the host, its console handed over."""
+    rig = _load(args)
+    name = next((name for name, cls in registry().items() if cls.has_guest_shell()), None)
+    if name is None:
+        raise BadInput("shell --guest: no suite starts a guest in the host")
+    suite = registry()[name](rig.suites[name])
+    with _boot(args, suite=suite, rig=rig) as target:
+        leave = suite.start_guest_shell(target)
+        print(f"guest shell: {leave}, Ctrl-] leaves (QEMU is then stopped)", file=sys.stderr)
         target.interact()
     return EXIT_OK
 
@@ -187,9 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     rig = _load(args)
     if args.target and rig.target(args.target):
         if args.kernel:
-            raise BadInput(f"run --target {args.target}: an ssh target runs the kernel it has;"
-                           " --kernel does not apply")
-        record = remote.run(rig, rig.target(args.target), args.only)
+            raise BadInput(f"run --target {args.target}: a {rig.target(args.target).type} target"
+                           " runs the kernel it has; --kernel does not apply")
+        record = runner.run_target(rig, rig.target(args.target), args.only)
         args.kernel = [args.target]
     else:
         record = runner.run(rig, args.kernel, args.only)
@@ -198,8 +208,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(case.to_json(), indent=2))
         for name in args.kernel or [k.name for k in rig.kernels]:
             log, what = record.console_log(name), "console"
-            if args.target and rig.target(args.target):
-                log, what = log.parent / f"{name}.ssh.log", "ssh session"
+            if args.target and (entry := rig.target(args.target)):
+                kind = kinds()[entry.type]
+                log, what = kind.session_log(entry, log.parent), kind.session
             print(f"--- {what} of {name}, last {CONSOLE_CONTEXT_LINES} lines ---")
             print(console_tail(log, CONSOLE_CONTEXT_LINES))
     print(report.summary_table(record.cases))
@@ -426,21 +437,143 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_lava_export(args: argparse.Namespace) -> int:
     rig = _load(args)
-    jobs = lava.export(rig, args.outdir.resolve(), args.kernel, args.only, args.base_url,
+    jobs = lava_export.export(rig, args.outdir.resolve(), args.kernel, args.only, args.base_url,
                        args.device_type, args.tag)
     for job in jobs:
         print(f"job: {job}")
     print(f"artifacts: {args.outdir / 'artifacts'} (SHA256SUMS)")
-    print(f"device for lava-run: {args.outdir / lava.DEVICE_FILE}")
+    print(f"device for lava-run: {args.outdir / lava_export.DEVICE_FILE}")
     return EXIT_OK
 
 
 def cmd_lava_import(args: argparse.Namespace) -> int:
-    record = lava.import_run(_load(args), args.dir)
+    record = lava_replay.import_run(_load(args), args.dir)
     print(report.summary_table(record.cases))
     code = record.exit_code()
     print(f"results: {record.dir} (exit {code})")
     return code
+
+
+@dataclasses.dataclass(frozen=True)
+class Subcommand:
+    """One subcommand: its name, help, arguments (argparse's flags and options), and the
+    function it runs, or its own subcommands."""
+
+    name: str
+    help: str
+    args: tuple[tuple[tuple[str, ...], dict], ...] = ()
+    func: Callable[[argparse.Namespace], int] | None = None
+    usage: str | None = None
+    actions: tuple[Subcommand, ...] = ()
+
+
+def arg(*flags: str, **options: object) -> tuple[tuple[str, ...], dict]:
+    return flags, options
+
+
+ONLY_KERNEL = arg("--kernel", action="append", metavar="KERNEL",
+                  help="only this kernel (repeatable)")
+SUBCOMMANDS = (
+    Subcommand("setup", "install the system and Python packages the rig needs", (
+        arg("--dry-run", action="store_true", help="only say what would be installed"),
+        arg("--lava", action="store_true", help="also the LAVA dispatcher (lava-run), to run"
+            " exported jobs on this machine")), cmd_setup),
+    Subcommand("build", "build kernels (cached by content)", (
+        arg("kernels", nargs="*", metavar="KERNEL", help="default: every kernel"),
+        arg("--json", action="store_true", help="print name, key, paths, seconds as JSON")),
+        cmd_build),
+    Subcommand("boot", "boot a kernel, run one command in the host, exit with its status;"
+               " or (--ssh) keep it running, reachable over SSH", (
+        arg("kernel", metavar="KERNEL"),
+        arg("--timeout", type=float, help="seconds for the command (default: rig.yaml)"),
+        arg("--ssh", action="store_true", help="start dropbear in the host, forward a port of"
+            " 127.0.0.1 to it, print the ssh command and a rig.yaml target entry; run until"
+            " Ctrl-C")), cmd_boot,
+        usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
+              "       orchestrator boot --ssh KERNEL"),
+    Subcommand("shell", "boot a kernel and give an interactive host console", (
+        arg("kernel", metavar="KERNEL"),
+        arg("--guest", action="store_true", help="start the guest a suite runs under KVM in the"
+            " host (linux-guest's Linux guest) and give its console instead")), cmd_shell),
+    Subcommand("list", "the case ids a run would run, known before it starts", (
+        ONLY_KERNEL, arg("--only", metavar="GLOB", help="only case ids matching GLOB"),
+        arg("--json", action="store_true", help="kernels and case ids per suite as JSON")),
+        cmd_list),
+    Subcommand("run", "build, boot and check every kernel; write results/", (
+        ONLY_KERNEL,
+        arg("--only", metavar="GLOB", help="only the cases whose id matches GLOB (e.g. a case"
+            " id printed with a failure, or 'counters/pmu/VU/*'); prints their records and the"
+            " console"),
+        arg("--target", metavar="NAME", help="a rig.yaml target: qemu (default: build and boot"
+            " the kernels) or a standing one, e.g. ssh (run on the host it names, as it is)")),
+        cmd_run),
+    Subcommand("compare", "compare two runs: latency A/B and counter differences; writes"
+               " report.md, compare.json, latency.png", (
+        arg("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)"),
+        arg("run_b", metavar="RUN_B", help="a run directory or run id"),
+        arg("--pair", action="append", metavar="KERNEL_A=KERNEL_B",
+            help="compare these two kernels (repeatable); default: the kernels of the same"
+                 " name, else both runs' kernels in order")), cmd_compare),
+    Subcommand("bisect", "git bisect a kernel tree with the rig as the judge", (
+        arg("--tree", type=Path, help="the kernel git work tree (left as found)"),
+        arg("--good", metavar="REF"), arg("--bad", metavar="REF"),
+        arg("--check", metavar="PREDICATE", help="a suite (e.g. isolation), a case id or glob,"
+            " or latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)"),
+        arg("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")),
+        cmd_bisect),
+    Subcommand("history", "make a kernel git history: linux-source-6.12, then a commit per"
+               " patch (for bisect, or without a clone)", (
+        arg("dest", type=Path, metavar="DEST", help="the new git tree"),
+        arg("patches", type=Path, nargs="*", metavar="PATCH",
+            help="further commits, after the kernel's own patches"),
+        arg("--kernel", help="whose patches come first (default: the last kernel)")),
+        cmd_history),
+    Subcommand("nightly", "the default run, then what changed since the previous run"
+               " (report.md, changes.json, trend.png)", (
+        arg("--from", dest="from_run", metavar="RUN",
+            help="compare this stored run instead of running (a run id or directory)"),
+        arg("--squad", metavar="URL", help="also publish to this SQUAD project"
+            f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})")), cmd_nightly),
+    Subcommand("import", "load run directories into the results store", (
+        arg("dirs", type=Path, nargs="+", metavar="DIR",
+            help="a run directory, or a results directory holding runs"),), cmd_import),
+    Subcommand("trend", "each measurement per kernel over the last runs", (
+        arg("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)"),
+        arg("--json", action="store_true")), cmd_trend),
+    Subcommand("reproduce", "a bundle that reruns one case with only QEMU", (
+        arg("case", metavar="CASE", help="a case id (as in results.json)"),
+        arg("--run", metavar="RUN",
+            help="a run id or directory (default: the newest run holding CASE)"),
+        arg("--kernel", metavar="KERNEL", help="the kernel, when the run has several"),
+        arg("--out", type=Path, metavar="DIR", help="default: results/reproduce-KERNEL-CASE"),
+        arg("--tar", action="store_true", help="also pack it as DIR.tar.gz")), cmd_reproduce),
+    Subcommand("lava", "the run as LAVA jobs (export), their logs as a run (import)", actions=(
+        Subcommand("export", "one LAVA job per kernel, with its artifacts", (
+            arg("outdir", type=Path, metavar="OUTDIR"),
+            arg("--kernel", action="append", metavar="K", help="only this kernel (repeat)"),
+            arg("--only", metavar="GLOB", help="only the case ids matching GLOB"),
+            arg("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
+                " (default: file:// paths, for a worker on this machine)"),
+            arg("--device-type", default="qemu", help="the lab's device type (default qemu)"),
+            arg("--tag", action="append", metavar="TAG", help="a device tag jobs need")),
+            cmd_lava_export),
+        Subcommand("import", "judge the jobs' logs (DIR/logs/KERNEL.yaml); write a run under"
+                   " results/", (arg("dir", type=Path, metavar="DIR", help="the export's OUTDIR"),),
+                   cmd_lava_import))),
+)
+
+
+def _add(sub: argparse._SubParsersAction, command: Subcommand) -> None:
+    parser = sub.add_parser(command.name, help=command.help, usage=command.usage)
+    for flags, options in command.args:
+        parser.add_argument(*flags, **options)
+    if command.actions:
+        actions = parser.add_subparsers(dest=f"{command.name}_command", required=True,
+                                        metavar="ACTION")
+        for action in command.actions:
+            _add(actions, action)
+    else:
+        parser.set_defaults(func=command.func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -455,124 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the rig description (default: $RIG_CONFIG, else ./rig.yaml,"
                              " else the rig's embedded default)")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
-
-    p = sub.add_parser("setup", help="install the system and Python packages the rig needs")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be installed")
-    p.add_argument("--lava", action="store_true", help="also the LAVA dispatcher (lava-run),"
-                   " to run exported jobs on this machine")
-    p.set_defaults(func=cmd_setup)
-
-    p = sub.add_parser("build", help="build kernels (cached by content)")
-    p.add_argument("kernels", nargs="*", metavar="KERNEL", help="default: every kernel")
-    p.add_argument("--json", action="store_true", help="print name, key, paths, seconds as JSON")
-    p.set_defaults(func=cmd_build)
-
-    p = sub.add_parser("boot", usage="orchestrator boot [-h] [--timeout S] KERNEL -- CMD...\n"
-                                     "       orchestrator boot --ssh KERNEL",
-                       help="boot a kernel, run one command in the host, exit with its status;"
-                            " or (--ssh) keep it running, reachable over SSH")
-    p.add_argument("kernel", metavar="KERNEL")
-    p.add_argument("--timeout", type=float, help="seconds for the command (default: rig.yaml)")
-    p.add_argument("--ssh", action="store_true",
-                   help="start dropbear in the host, forward a port of 127.0.0.1 to it, print"
-                        " the ssh command and a rig.yaml target entry; run until Ctrl-C")
-    p.set_defaults(func=cmd_boot)
-
-    p = sub.add_parser("shell", help="boot a kernel and give an interactive host console")
-    p.add_argument("kernel", metavar="KERNEL")
-    p.add_argument("--guest", action="store_true",
-                   help="start suite linux-guest's Linux guest under KVM in the host and give"
-                        " its console instead")
-    p.set_defaults(func=cmd_shell)
-
-    p = sub.add_parser("list", help="the case ids a run would run, known before it starts")
-    p.add_argument("--kernel", action="append", metavar="KERNEL",
-                   help="only this kernel (repeatable)")
-    p.add_argument("--only", metavar="GLOB", help="only case ids matching GLOB")
-    p.add_argument("--json", action="store_true", help="kernels and case ids per suite as JSON")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("run", help="build, boot and check every kernel; write results/")
-    p.add_argument("--kernel", action="append", metavar="KERNEL",
-                   help="only this kernel (repeatable)")
-    p.add_argument("--only", metavar="GLOB",
-                   help="only the cases whose id matches GLOB (e.g. a case id printed with a"
-                        " failure, or 'counters/pmu/VU/*'); prints their records and the console")
-    p.add_argument("--target", metavar="NAME",
-                   help="a rig.yaml target: qemu (default: build and boot the kernels) or an"
-                        " ssh entry (run on the host it names, as it is)")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("compare", help="compare two runs: latency A/B and counter differences;"
-                                       " writes report.md, compare.json, latency.png")
-    p.add_argument("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)")
-    p.add_argument("run_b", metavar="RUN_B", help="a run directory or run id")
-    p.add_argument("--pair", action="append", metavar="KERNEL_A=KERNEL_B",
-                   help="compare these two kernels (repeatable); default: the kernels of the"
-                        " same name, else both runs' kernels in order")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("bisect", help="git bisect a kernel tree with the rig as the judge")
-    p.add_argument("--tree", type=Path, help="the kernel git work tree (left as found)")
-    p.add_argument("--good", metavar="REF")
-    p.add_argument("--bad", metavar="REF")
-    p.add_argument("--check", metavar="PREDICATE",
-                   help="a suite (e.g. isolation), a case id or glob, or"
-                        " latency:TEST>+N (instructions, icount) / latency:TEST>xR (wallclock)")
-    p.add_argument("--resume", metavar="BISECT_ID", help="carry on an interrupted bisect")
-    p.set_defaults(func=cmd_bisect)
-
-    p = sub.add_parser("history", help="make a kernel git history: linux-source-6.12, then a"
-                                       " commit per patch (for bisect, or without a clone)")
-    p.add_argument("dest", type=Path, metavar="DEST", help="the new git tree")
-    p.add_argument("patches", type=Path, nargs="*", metavar="PATCH",
-                   help="further commits, after the kernel's own patches")
-    p.add_argument("--kernel", help="whose patches come first (default: the last kernel)")
-    p.set_defaults(func=cmd_history)
-
-    p = sub.add_parser("nightly", help="the default run, then what changed since the previous"
-                                       " run (report.md, changes.json, trend.png)")
-    p.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="compare this stored run instead of running (a run id or directory)")
-    p.add_argument("--squad", metavar="URL", help="also publish to this SQUAD project"
-                   f" (http(s)://HOST/GROUP/PROJECT; token in ${squad.TOKEN_ENV})")
-    p.set_defaults(func=cmd_nightly)
-
-    p = sub.add_parser("import", help="load run directories into the results store")
-    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
-                   help="a run directory, or a results directory holding runs")
-    p.set_defaults(func=cmd_import)
-
-    p = sub.add_parser("trend", help="each measurement per kernel over the last runs")
-    p.add_argument("--last", type=int, metavar="N", help="runs (default: nightly.trend_runs)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_trend)
-
-    p = sub.add_parser("reproduce", help="a bundle that reruns one case with only QEMU")
-    p.add_argument("case", metavar="CASE", help="a case id (as in results.json)")
-    p.add_argument("--run", metavar="RUN", help="a run id or directory (default: the newest"
-                                                " run holding CASE)")
-    p.add_argument("--kernel", metavar="KERNEL", help="the kernel, when the run has several")
-    p.add_argument("--out", type=Path, metavar="DIR", help="default:"
-                   " results/reproduce-KERNEL-CASE")
-    p.add_argument("--tar", action="store_true", help="also pack it as DIR.tar.gz")
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("lava", help="the run as LAVA jobs (export), their logs as a run (import)")
-    lava_sub = p.add_subparsers(dest="lava_command", required=True, metavar="ACTION")
-    q = lava_sub.add_parser("export", help="one LAVA job per kernel, with its artifacts")
-    q.add_argument("outdir", type=Path, metavar="OUTDIR")
-    q.add_argument("--kernel", action="append", metavar="K", help="only this kernel (repeat)")
-    q.add_argument("--only", metavar="GLOB", help="only the case ids matching GLOB")
-    q.add_argument("--base-url", metavar="URL", help="where the lab fetches OUTDIR's files"
-                   " (default: file:// paths, for a worker on this machine)")
-    q.add_argument("--device-type", default="qemu", help="the lab's device type (default qemu)")
-    q.add_argument("--tag", action="append", metavar="TAG", help="a device tag jobs need")
-    q.set_defaults(func=cmd_lava_export)
-    q = lava_sub.add_parser("import", help="judge the jobs' logs (DIR/logs/KERNEL.yaml); write"
-                            " a run under results/")
-    q.add_argument("dir", type=Path, metavar="DIR", help="the export's OUTDIR")
-    q.set_defaults(func=cmd_lava_import)
+    for command in SUBCOMMANDS:
+        _add(sub, command)
     return parser
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from orchestrator import stats
 from orchestrator.errors import BadInput
-from orchestrator.results import DIFFERS, ERROR, SKIP, Case
+from orchestrator.results import DIFFERS
 from orchestrator.suites import registry
+from orchestrator.verdicts import ERROR, SKIP, Case
 
 NOT_COMPARED = (ERROR, SKIP)
 

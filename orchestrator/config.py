@@ -21,6 +21,7 @@ import yaml
 
 from orchestrator.errors import BadInput
 from orchestrator.suites import SuiteConfig, registry
+from orchestrator.targets import kinds
 
 DEFAULT_CONFIG = "rig.yaml"
 # A rig description is a few KB; anything this big is a mistake (or an attack).
@@ -140,27 +141,6 @@ class GuestSpec:
 
 
 QEMU_TARGET = "qemu"  # the default target: the rig builds and boots its kernels
-HOST_KEY_POLICIES = ("verify", "accept-new")
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """A host the rig neither builds nor boots, reached over SSH (orchestrator.targets.ssh).
-
-    Authentication is by key only: key_file, or the keys of a running ssh-agent.
-    host_keys: "verify" (the host's key must be in known_hosts) or "accept-new"
-    (an unknown key is accepted and added to known_hosts; a changed one never is).
-    """
-
-    name: str
-    host: str
-    port: int = 22
-    user: str = "root"
-    key_file: Path | None = None
-    agent: bool = False
-    known_hosts: Path = Path("~/.ssh/known_hosts")
-    host_keys: str = "verify"
-    reboot_command: str | None = None  # e.g. "systemctl reboot"; None: cannot reboot
 
 
 @dataclass(frozen=True)
@@ -174,7 +154,7 @@ class RigConfig:
     suites: dict[str, SuiteConfig] = field(default_factory=dict)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
-    targets: dict[str, SshTarget] = field(default_factory=dict)  # besides QEMU_TARGET
+    targets: dict[str, Any] = field(default_factory=dict)  # entries besides QEMU_TARGET
     guest: GuestSpec = field(default_factory=GuestSpec)
     build_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
@@ -196,8 +176,8 @@ class RigConfig:
         known = ", ".join(k.name for k in self.kernels)
         raise BadInput(f"{self.path}: no kernel named {name!r} (kernels: {known})")
 
-    def target(self, name: str) -> SshTarget | None:
-        """The ssh target called name; None for QEMU_TARGET."""
+    def target(self, name: str) -> Any:
+        """The entry of the target called name (orchestrator.targets); None for QEMU_TARGET."""
         if name == QEMU_TARGET:
             return None
         if name not in self.targets:
@@ -218,7 +198,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 _PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
-class _Reader:
+class Reader:
     """Walks the parsed YAML, raising BadInput that names file and key path."""
 
     def __init__(self, path: Path) -> None:
@@ -313,7 +293,7 @@ def _looks_like_a_patch(path: Path) -> bool:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _name(reader: _Reader, where: str, value: Any) -> str:
+def _name(reader: Reader, where: str, value: Any) -> str:
     text = reader.scalar(where, value, str)
     if not _NAME.match(text):
         reader.fail(where, value, "a name of letters, digits, '.', '_' and '-'")
@@ -325,7 +305,7 @@ _KERNEL_SOURCE_PACKAGE = re.compile(r"linux-source-[0-9.*?\[\]]+")
 _VERSION_PATTERN = re.compile(r"[0-9A-Za-z.+~:*?\[\]-]+")
 
 
-def _source(reader: _Reader, name: str, value: Any) -> Source:
+def _source(reader: Reader, name: str, value: Any) -> Source:
     where = f"sources.{name}"
     raw = reader.mapping(where, value, ["debian_package", "version", "git", "ref"])
     if "debian_package" in raw and "git" not in raw and "ref" not in raw:
@@ -350,7 +330,7 @@ def _source(reader: _Reader, name: str, value: Any) -> Source:
                 " or both 'git: PATH' and 'ref: REF'")
 
 
-def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source]) -> KernelSpec:
+def _kernel(reader: Reader, index: int, value: Any, sources: dict[str, Source]) -> KernelSpec:
     where = f"kernels[{index}]"
     raw = reader.mapping(where, value, ["name", "source", "patches", "config"])
     for key in ("name", "source"):
@@ -367,7 +347,7 @@ def _kernel(reader: _Reader, index: int, value: Any, sources: dict[str, Source])
     )
 
 
-def _guest(reader: _Reader, value: Any, sources: dict[str, Source]) -> GuestSpec:
+def _guest(reader: Reader, value: Any, sources: dict[str, Source]) -> GuestSpec:
     if value is None:
         return GuestSpec()
     raw = reader.mapping("guest", value, ["source", "patches", "config"])
@@ -425,7 +405,7 @@ def read_yaml(path: Path) -> Any:
         raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
 
 
-def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
+def _suites(reader: Reader, value: Any) -> dict[str, SuiteConfig]:
     suites = registry()
     raw = reader.mapping("suites", value or {}, suites)
     configs = {}
@@ -441,76 +421,29 @@ def _suites(reader: _Reader, value: Any) -> dict[str, SuiteConfig]:
     return configs
 
 
-@dataclass(frozen=True)
-class _SshScalars:
-    """The scalar keys of an ssh target entry, as rig.yaml spells them."""
-
-    host: str = ""
-    port: int = 22
-    user: str = "root"
-    agent: bool = False
-    host_keys: str = "verify"
-    reboot_command: str | None = None
-
-
-def _ssh_target(reader: _Reader, name: str, value: Any) -> SshTarget:
-    where = f"targets.{name}"
-    scalars = [f.name for f in dataclasses.fields(_SshScalars)]
-    raw = dict(reader.mapping(where, value, ["type", *scalars, "key_file", "known_hosts"]))
-    raw.pop("type")
-    key_file, known_hosts = raw.pop("key_file", None), raw.pop("known_hosts", None)
-    entry = reader.dataclass(where, raw, _SshScalars)
-    if not entry.host:
-        reader.fail(f"{where}.host", value.get("host"), "a host name or address")
-    if not 1 <= entry.port <= 65535:
-        reader.fail(f"{where}.port", entry.port, "a TCP port, 1 to 65535")
-    if not entry.user:
-        reader.fail(f"{where}.user", entry.user, "a user name")
-    if entry.host_keys not in HOST_KEY_POLICIES:
-        reader.fail(f"{where}.host_keys", entry.host_keys, " or ".join(HOST_KEY_POLICIES))
-    if key_file is None and not entry.agent:
-        reader.fail(f"{where}.key_file", None, "a private key file (or 'agent: true')")
-    if key_file is not None:
-        key_file = str(Path(reader.scalar(f"{where}.key_file", key_file, str)).expanduser())
-        key_file = reader.existing_file(f"{where}.key_file", key_file)
-    hosts = Path(reader.scalar(f"{where}.known_hosts", known_hosts, str)) if known_hosts \
-        else SshTarget.known_hosts
-    return SshTarget(name=name, key_file=key_file,
-                     known_hosts=(reader.base / hosts.expanduser()).resolve(),
-                     **dataclasses.asdict(entry))
-
-
-def _targets(reader: _Reader, value: Any) -> dict[str, SshTarget]:
-    """`targets:` name -> entry; `type: ssh` entries, or `qemu: {type: qemu}` (the default)."""
+def _targets(reader: Reader, value: Any) -> dict[str, Any]:
+    """`targets:` name -> entry, parsed by the kind its `type` names (orchestrator.targets);
+    `qemu: {type: qemu}` names the default."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         reader.fail("targets", value, "a mapping of target names to entries")
     targets = {}
+    standing = {type_: kind for type_, kind in kinds().items() if kind.standing}
     for name, entry in value.items():
         where = f"targets.{_name(reader, 'targets', name)}"
         kind = entry.get("type") if isinstance(entry, dict) else None
-        if name == QEMU_TARGET:
-            reader.mapping(where, entry, ["type"])
-            if kind != "qemu":
-                reader.fail(f"{where}.type", kind, "qemu (the rig's own QEMU, see 'qemu:')")
-        elif kind == "ssh":
-            targets[name] = _ssh_target(reader, name, entry)
+        if name == QEMU_TARGET:  # the rig's own: named only to say it is the default
+            kinds()[QEMU_TARGET].entry(reader, name, entry)
+        elif kind in standing:
+            targets[name] = standing[kind].entry(reader, name, entry)
         else:
-            reader.fail(f"{where}.type", kind, "ssh")
+            reader.fail(f"{where}.type", kind, " or ".join(standing))
     return targets
 
 
-def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
-    """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
-    its `results_dir`, else results_dir, else ./results."""
-    path = Path(path or default_config_path()).resolve()
-    doc = read_yaml(path)
-    reader = _Reader(path)
-    top = reader.mapping("(top level)", doc,
-                         ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
-                          "targets", "cache_dir", "results_dir"])
-    qemu = reader.dataclass("qemu", top.get("qemu"), QemuConfig)
+def _qemu(reader: Reader, value: Any) -> QemuConfig:
+    qemu = reader.dataclass("qemu", value, QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
         reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
     if qemu.tcg_thread not in (None, *TCG_THREADS):
@@ -519,37 +452,61 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
             MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
         reader.fail("qemu.memory", qemu.memory,
                     f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
-    timeouts = reader.dataclass("timeouts", top.get("timeouts"), TimeoutsConfig)
+    return qemu
+
+
+def _timeouts(reader: Reader, value: Any) -> TimeoutsConfig:
+    timeouts = reader.dataclass("timeouts", value, TimeoutsConfig)
     for key in ("build", "boot", "command", "job"):
         seconds = getattr(timeouts, key)
         if seconds is not None and not seconds > 0:
             reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
+    return timeouts
 
-    nightly = reader.dataclass("nightly", top.get("nightly"), NightlyConfig)
+
+def _nightly(reader: Reader, value: Any) -> NightlyConfig:
+    nightly = reader.dataclass("nightly", value, NightlyConfig)
     for i, check in enumerate(nightly.fail_on):
         if check not in NIGHTLY_CHECKS:
             reader.fail(f"nightly.fail_on[{i}]", check, " or ".join(NIGHTLY_CHECKS))
     if not 2 <= nightly.trend_runs <= 1000:
         reader.fail("nightly.trend_runs", nightly.trend_runs, "an integer from 2 to 1000")
+    return nightly
 
-    raw_sources = top.get("sources")
-    if not isinstance(raw_sources, dict) or not raw_sources:
-        reader.fail("sources", raw_sources, "a mapping of source names to kernel sources")
-    sources = {
-        _name(reader, f"sources.{name}", name): _source(reader, name, value)
-        for name, value in raw_sources.items()
-    }
 
-    raw_kernels = top.get("kernels")
-    if not isinstance(raw_kernels, list) or not raw_kernels:
-        reader.fail("kernels", raw_kernels, "a non-empty list of kernels")
-    kernels = tuple(_kernel(reader, i, item, sources) for i, item in enumerate(raw_kernels))
+def _sources(reader: Reader, value: Any) -> dict[str, Source]:
+    if not isinstance(value, dict) or not value:
+        reader.fail("sources", value, "a mapping of source names to kernel sources")
+    return {_name(reader, f"sources.{name}", name): _source(reader, name, item)
+            for name, item in value.items()}
+
+
+def _kernels(reader: Reader, value: Any, sources: dict[str, Source]) -> tuple[KernelSpec, ...]:
+    if not isinstance(value, list) or not value:
+        reader.fail("kernels", value, "a non-empty list of kernels")
+    kernels = tuple(_kernel(reader, i, item, sources) for i, item in enumerate(value))
     seen: set[str] = set()
     for i, spec in enumerate(kernels):
         if spec.name in seen:
             reader.fail(f"kernels[{i}].name", spec.name, "a name not used by another kernel")
         seen.add(spec.name)
+    return kernels
 
+
+def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
+    """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
+    its `results_dir`, else results_dir, else ./results."""
+    path = Path(path or default_config_path()).resolve()
+    doc = read_yaml(path)
+    reader = Reader(path)
+    top = reader.mapping("(top level)", doc,
+                         ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
+                          "targets", "cache_dir", "results_dir"])
+    qemu = _qemu(reader, top.get("qemu"))
+    timeouts = _timeouts(reader, top.get("timeouts"))
+    nightly = _nightly(reader, top.get("nightly"))
+    sources = _sources(reader, top.get("sources"))
+    kernels = _kernels(reader, top.get("kernels"), sources)
     suites = _suites(reader, top.get("suites"))
     for name, cfg in suites.items():
         wanted = registry()[name](cfg).needs().min_cpus

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 
-EXIT_INTERRUPTED = 130
+from orchestrator.errors import EXIT_INTERRUPTED
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -1,6 +1,7 @@
 """Error kinds and the exit codes they map to (documented in the README).
 
-0 success, 1 test failures, 2 bad input or usage, 3 infrastructure error.
+0 success, 1 test failures, 2 bad input or usage, 3 infrastructure error,
+130 interrupted.
 Anything the user can fix in rig.yaml, a patch or the command line is bad
 input; anything that went wrong building, booting or running is
 infrastructure. A test verdict is never an exception.
@@ -12,6 +13,7 @@ EXIT_OK = 0
 EXIT_TEST_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFRA = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, SIGTERM, SIGHUP (as a shell reports SIGINT)
 
 
 class RigError(Exception):

@@ -1,4 +1,5 @@
-"""Cross-compile guest-tests/ (one program per test, payload embedded) for the host.
+"""Cross-compile guest-tests/ (one program per test, payload embedded) for the host:
+the guest programs several suites run, built and packed in one place.
 
 The output directory's name hashes every source file and the toolchain,
 so the binaries are rebuilt only when one of them changes. What is built
@@ -16,9 +17,12 @@ from orchestrator.config import DATA_ROOT
 from orchestrator.progress import Progress, run_logged
 
 SOURCE_DIR = DATA_ROOT / "guest-tests"
-PROGRAMS = ("counters", "isolation", "latency")
-# programs for a Linux guest's user space (suite linux-guest), not for the host
-LINUX_PROGRAMS = ("linux-counters",)
+# One program per C file at the top of guest-tests/ (with its payload in guest/<name>.c),
+# and one per file in linux/ for a Linux guest's user space (suite linux-guest), built as
+# linux-<name>: guest-tests/Makefile derives its TESTS and LINUX_TESTS the same way, so
+# a suite's new program is a new file there and nothing else.
+PROGRAMS = tuple(sorted(p.stem for p in SOURCE_DIR.glob("*.c")))
+LINUX_PROGRAMS = tuple(sorted(f"linux-{p.stem}" for p in SOURCE_DIR.glob("linux/*.c")))
 
 
 def _sources() -> list[Path]:

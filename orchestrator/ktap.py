@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 VERSION = re.compile(r"^(?:KTAP version (\d+)|TAP version (\d+))\s*$")
 PLAN = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*))?$")

@@ -35,8 +35,8 @@ from typing import Any
 from orchestrator import compare, store
 from orchestrator.config import NightlyConfig
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE, BadInput
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, Case
 from orchestrator.suites import registry
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, Case
 
 KINDS = ("new-failures", "new-errors", "fixed", "changed-deviations", "changed-behaviour",
          "new-cases", "gone-cases")

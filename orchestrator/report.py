@@ -11,15 +11,8 @@ import json
 from pathlib import Path
 
 from orchestrator.compare import ExplainerFor, Side, by_kernel, compare
-from orchestrator.results import (
-    DIFFERS,
-    ERROR,
-    FAIL,
-    KNOWN_DEVIATION,
-    PASS,
-    SKIP,
-    Case,
-)
+from orchestrator.results import DIFFERS
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 
 def summary_table(cases: list[Case]) -> str:

@@ -29,8 +29,9 @@ from pathlib import Path
 from orchestrator import guest, image
 from orchestrator.config import RigConfig
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import DIFFERS, Case, load_cases
+from orchestrator.results import DIFFERS, load_cases
 from orchestrator.suites import OUTCOME_MARK, SuiteConfig, outcome_line, registry
+from orchestrator.verdicts import Case
 
 CASE_SCRIPT = "rig-case.sh"
 RUN_TIMEOUT = 600  # seconds run.sh lets QEMU run (TIMEOUT=... overrides)

@@ -20,66 +20,20 @@ import os
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import ktap
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
+
+# PASS and Measurement too: suites kept outside the rig import them from here, where they
+# were defined before orchestrator.verdicts
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case, Measurement  # noqa: F401
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"results-v{SCHEMA_VERSION}.json"
-PASS, FAIL, SKIP, ERROR = "pass", "fail", "skip", "error"
-# KVM's documented behaviour where it departs from the spec: reported with
-# the rule it breaks, never counted as a pass.
-KNOWN_DEVIATION = "known-deviation"
 # The pseudo-suite of cases that behave differently than on the baseline kernel.
 DIFFERS = "differs"
-
-
-@dataclass
-class Measurement:
-    """A figure with its unit; `samples` per boot (windows within a boot).
-
-    method "exact": `value` is exact and comparisons need no statistics
-    (icount); "distribution": compare the samples (wall clock).
-    """
-
-    value: float
-    unit: str
-    method: str
-    samples: list[list[float]] = field(default_factory=list)
-
-
-@dataclass
-class Case:
-    """One judged observation of one kernel.
-
-    `outcome` is the behaviour seen, as data ({"kind": ..., ...}); two kernels
-    behave the same on a case when their outcomes are equal. `details` keeps
-    the raw evidence (the guest's record, counts) for people and reports.
-    """
-
-    id: str
-    suite: str
-    verdict: str
-    kernel: str = ""
-    reason: str = ""
-    rule: str | None = None
-    outcome: dict[str, Any] = field(default_factory=dict)
-    expected: str = ""
-    measurement: Measurement | None = None
-    duration: float = 0.0
-    log: str = ""
-    rerun: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Case:
-        measurement = data.get("measurement")
-        return cls(**{**data, "measurement": Measurement(**measurement) if measurement else None})
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -145,8 +99,6 @@ class RunRecord:
 
     def flush(self) -> None:
         """results.json, junit.xml and results.ktap from every case so far."""
-        from orchestrator import ktap  # it builds on this module's Case
-
         with self._lock:
             cases = list(self.cases)
             _write_atomic(self.dir / "results.json", results_json(self.run_id, cases))

@@ -9,6 +9,21 @@ error stays local: the cases it prevented become `error` cases carrying its
 cause, and the run goes on with the next suite or kernel. After all
 kernels, each case is compared with the same case on the run's first
 kernel: a different behaviour is a failure of its own (suite `differs`).
+
+`orchestrator run --target NAME` with a standing target (rig.yaml `targets:`,
+e.g. an ssh host; orchestrator.targets): nothing is built or booted. The rig
+connects, records what it found (`uname -a`, the kernel config, the CPUs' ISA
+strings, the capabilities) in manifest.json, copies the guest-test binaries
+to the place they have in the rig's own host (/usr/lib/rig), then runs the
+suites in the same order and with the same judging as on QEMU. The cases'
+`kernel` is the target's name.
+
+A suite first adapts to the target (Suite.adapt: latency measures
+wall-clock time where exact timing is missing); a suite whose needs the
+target still cannot meet is skipped with Needs.unmet()'s reason. An
+infrastructure error (a lost connection, a timeout) turns the cases it
+prevented into `error` cases; the cases before it are kept, and the next
+suite reconnects.
 """
 
 from __future__ import annotations
@@ -17,7 +32,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import itertools
 import os
 import resource
 import shlex
@@ -28,18 +42,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from orchestrator import __version__, compare, disasm, guest, kernel, report, store
+from orchestrator import __version__, compare, disasm, guest, image, kernel, report, store
 from orchestrator.budget import Budget
-from orchestrator.config import KernelSpec, QemuConfig, RigConfig, default_config_path
+from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, RigError
+from orchestrator.execution import Execution, Group, add_differs, machine_groups, rerun_command
 from orchestrator.plan import Plan, make
-from orchestrator.results import DIFFERS, ERROR, FAIL, SKIP, Case, RunRecord
+from orchestrator.results import RunRecord
 from orchestrator.suites import Suite
-from orchestrator.targets import Needs
-from orchestrator.targets.qemu import AIA_CPU, AIA_MACHINE, QemuTarget, has_aia, share_args
-
-ICOUNT = "shift=0,sleep=off"
+from orchestrator.targets import StandingTarget, open_target
+from orchestrator.targets.qemu import QemuBoot, QemuTarget, share_args
 
 
 def qemu_version(binary: str) -> str:
@@ -48,33 +62,6 @@ def qemu_version(binary: str) -> str:
     except (OSError, subprocess.CalledProcessError):
         raise InfraError(f"cannot run {binary} --version (run 'orchestrator setup')") from None
     return out.stdout.splitlines()[0]
-
-
-def rerun_command(rig: RigConfig, kernels: list[str], only: str | None = None) -> str:
-    args = ["orchestrator"]
-    if rig.path != default_config_path().resolve():
-        args += ["-c", str(rig.path)]
-    args.append("run")
-    for name in kernels:
-        args += ["--kernel", name]
-    if only:
-        args += ["--only", only]
-    return shlex.join(args)
-
-
-def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
-    """The QEMU machine that serves needs: icount for exact timing, the CPU count,
-    the memory, AIA, TCG threading; what needs leave alone stays as rig.yaml has it."""
-    machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
-                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus),
-                                  tcg_thread="single" if needs.one_tcg_thread
-                                  else qemu.tcg_thread)
-    if needs.memory_mb and qemu.memory_mb < needs.memory_mb:
-        machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
-    if needs.aia and not has_aia(qemu):
-        machine = dataclasses.replace(machine, machine=f"{qemu.machine},{AIA_MACHINE}",
-                                      cpu=f"{qemu.cpu},{AIA_CPU}")
-    return machine
 
 
 class KernelRun:
@@ -86,20 +73,8 @@ class KernelRun:
         self.live = live
         self.built: kernel.BuiltKernel | None = None
         self.blocked: set[str] = set()  # suites this kernel cannot run (errors already)
-
-    def add(self, case: Case, log: Path | None = None) -> None:
-        if self.live.stopping:  # interrupted: what breaks now is not the kernel's doing
-            return
-        case.kernel = self.spec.name
-        case.log = case.log or (self.record.relative(log) if log else "")
-        if case.verdict in (FAIL, ERROR):
-            case.rerun = rerun_command(self.rig, [self.spec.name], case.id)
-        self.record.add(case)
-
-    def fail_all(self, suites: list[Suite], exc: RigError) -> None:
-        for suite in suites:
-            for case in suite.errors(self.plan.cases[suite.name], exc.message, exc.details):
-                self.add(case)
+        self.execution = Execution(rig, record, spec.name, plan.cases,
+                                   stopping=lambda: live.stopping)
 
     def build(self, base_initramfs: concurrent.futures.Future[Path] | None = None) -> None:
         """Build the kernel (or find it cached); a failure becomes error cases.
@@ -113,7 +88,7 @@ class KernelRun:
             csrs = disasm.world_switch_report(built.vmlinux)
         except InfraError as exc:
             print(f"[{name}] {exc.message}", file=sys.stderr)
-            self.fail_all(list(self.plan.suites), exc)
+            self.execution.fail(self.plan.suites, exc)
             return
         self.record.set_manifest(kernels={
             **self.record.manifest["kernels"],
@@ -123,57 +98,52 @@ class KernelRun:
         for suite in self.plan.suites:
             if suite.name in unmet:
                 print(f"[{name}] {suite.name}: {unmet[suite.name]}", file=sys.stderr)
-                self.fail_all([suite], InfraError(unmet[suite.name]))
+                self.execution.fail([suite], InfraError(unmet[suite.name]))
         self.blocked = set(unmet)
         # Files some suites build for this kernel (e.g. its own selftests) go into their
         # group's initramfs; built here, one kernel at a time, as they use its tree.
         self.initramfs: dict[int, Path] = {}
         self.shares: dict[int, dict[str, Path]] = {}
-        for index, _, suites in self.groups(None):
+        for group in self.groups(None):
             try:
-                extra = {k: v for s in suites for k, v in s.host_files(self.rig, self.spec).items()}
-                shares = {s.name: share for s in suites
+                extra = {k: v for s in group.suites
+                         for k, v in s.host_files(self.rig, self.spec).items()}
+                shares = {s.name: share for s in group.suites
                           if (share := s.host_share(self.rig, self.spec))}
-                self.initramfs[index] = (guest.host_initramfs(self.rig.cache_dir, extra) if extra
-                                         else initramfs)
-                self.shares[index] = shares
+                self.initramfs[group.index] = (
+                    guest.host_initramfs(self.rig.cache_dir, extra) if extra else initramfs)
+                self.shares[group.index] = shares
             except RigError as exc:  # e.g. a guest kernel or selftests that do not build
-                print(f"[{name}] {', '.join(s.name for s in suites)}: {exc.message}",
+                print(f"[{name}] {', '.join(s.name for s in group.suites)}: {exc.message}",
                       file=sys.stderr)
-                self.fail_all(suites, exc)
+                self.execution.fail(group.suites, exc)
         self.built = built
 
-    def groups(self, exclusive: bool | None) -> list[tuple[int, QemuConfig, list[Suite]]]:
-        """(index, machine, suites): suites whose needs give the same machine share a boot.
-        Only the exclusive groups, or only the others; None: all of them."""
+    def groups(self, exclusive: bool | None) -> list[Group]:
+        """The kernel's boots: only the exclusive groups, or only the others; None: all."""
         runnable = [s for s in self.plan.suites if s.name not in self.blocked]
-        grouped = itertools.groupby(runnable, key=lambda s: qemu_for(s.needs(), self.rig.qemu))
-        chosen = []
-        for index, (qemu, members) in enumerate(grouped):
-            suites = list(members)
-            if exclusive is None or suites[0].needs().exclusive == exclusive:
-                chosen.append((index, qemu, suites))
-        return chosen
+        return [group for group in machine_groups(runnable, self.rig.qemu)
+                if exclusive is None or group.exclusive == exclusive]
 
     def run(self, exclusive: bool) -> None:
         """The kernel's target groups that are (or are not) exclusive."""
         if self.built is None:
             return
-        for index, qemu, suites in self.groups(exclusive):
-            if index not in self.initramfs:  # its files could not be built: errors already
+        for group in self.groups(exclusive):
+            if group.index not in self.initramfs:  # its files could not be built: errors already
                 continue
-            boot_name = "boot" if index == 0 else suites[0].name
-            target = QemuTarget(qemu, self.built.image, self.initramfs[index],
-                                self.record.dir / self.spec.name,
-                                label=f"{self.spec.name} {boot_name}", budget=self.budget,
-                                boot_name=boot_name, extra_args=share_args(self.shares[index]))
-            self.record.set_target(self.spec.name, boot_name, suites=[s.name for s in suites],
+            boot = QemuBoot(group.name, group.machine, self.built.image,
+                            self.initramfs[group.index], label=f"{self.spec.name} {group.name}",
+                            extra_args=share_args(self.shares[group.index]))
+            target = open_target(boot, self.record.dir / self.spec.name, self.budget, self.rig)
+            self.record.set_target(self.spec.name, group.name,
+                                   suites=[s.name for s in group.suites],
                                    qemu_command=shlex.join(target.command_line()))
             try:
                 with self.live.holding(target):
-                    self.on_target(target, suites)
+                    self.on_target(target, group.suites)
             finally:
-                self.record.set_target(self.spec.name, boot_name,
+                self.record.set_target(self.spec.name, group.name,
                                        boot_seconds=target.boot_history)
 
     def on_target(self, target: QemuTarget, suites: list[Suite]) -> None:
@@ -185,53 +155,10 @@ class KernelRun:
                           f" {target.ready_line}", file=sys.stderr)
             except InfraError as exc:
                 print(f"[{target.label}] {exc.message}", file=sys.stderr)
-                self.fail_all(suites[position:], exc)
+                self.execution.fail(suites[position:], exc)
                 return
-            unmet = suite.needs().unmet(target.capabilities)
-            if unmet:
-                for cid in self.plan.cases[suite.name]:
-                    self.add(suite.case(cid, SKIP, reason=unmet, outcome={"kind": "skipped"}))
-            else:
-                self.run_suite(suite, target)
+            self.execution.suite(suite, target, target.label)
             self.record.flush()
-
-    def run_suite(self, suite: Suite, target: QemuTarget) -> None:
-        ids = self.plan.cases[suite.name]
-        done: set[str] = set()
-        last = time.monotonic()
-        print(f"[{target.label}] {suite.name}: {len(ids)} case(s)", file=sys.stderr)
-        try:
-            for case in suite.run(target, ids):
-                now = time.monotonic()
-                case.duration = case.duration or round(now - last, 3)
-                last = now
-                self.add(case, target.console_log)
-                done.add(case.id)
-        except InfraError as exc:
-            print(f"[{target.label}] {suite.name}: {exc.message}", file=sys.stderr)
-            for case in suite.errors([i for i in ids if i not in done], exc.message,
-                                     exc.details):
-                self.add(case, target.console_log)
-            return
-        for case in suite.errors([i for i in ids if i not in done],
-                                 f"suite {suite.name} did not report this case"):
-            self.add(case, target.console_log)
-
-
-def differ_cases(rig: RigConfig, cases: list[Case], baselines: dict[str, str]) -> list[Case]:
-    """A failure case per case that behaves differently on a kernel than on its
-    baseline (compare.baselines)."""
-    found = []
-    for name, baseline in baselines.items():
-        if name == baseline:
-            continue
-        mine = [c for c in cases if c.kernel in (name, baseline)]
-        for diff in compare.behaviour(mine, baseline):
-            found.append(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
-                              kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
-                              expected=f"as on {baseline}",
-                              rerun=rerun_command(rig, [baseline, diff.kernel], diff.id)))
-    return found
 
 
 def peak_rss_mib() -> dict[str, float]:
@@ -339,7 +266,7 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         config=str(rig.path),
         qemu={"version": qemu_version(rig.qemu.binary), "cpu": rig.qemu.cpu,
               "machine": rig.qemu.machine, "smp": rig.qemu.smp, "icount": rig.qemu.icount},
-        reproduce=rerun_command(rig, [s.name for s in plan.kernels], only),
+        reproduce=rerun_command(rig, only, [s.name for s in plan.kernels]),
         host=socket.gethostname(),
         only=only,
         suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
@@ -350,8 +277,7 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         run_kernels([KernelRun(rig, plan, record, spec, budget, live) for spec in plan.kernels],
                     live)
         baselines = compare.baselines({s.name: s.source.name for s in plan.kernels})
-        for case in differ_cases(rig, record.cases, baselines):
-            record.add(case)
+        add_differs(rig, record, baselines)
     finally:
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.order([spec.name for spec in plan.kernels])
@@ -362,4 +288,87 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         record.set_manifest(peak_rss_mib=peak_rss_mib())
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
+    return record
+
+
+class TargetRun:
+    """The plan's suites on one standing target (a rig.yaml `targets:` entry), cases
+    recorded under the target's name."""
+
+    def __init__(self, rig: RigConfig, plan: Plan, record: RunRecord, entry: Any,
+                 budget: Budget) -> None:
+        self.rig, self.plan, self.record, self.budget = rig, plan, record, budget
+        self.entry = entry
+        self.execution = Execution(rig, record, entry.name, plan.cases, on_target=True)
+
+    def run(self) -> None:
+        target: StandingTarget = open_target(self.entry, self.record.dir / self.entry.name,
+                                             self.budget, self.rig)
+        about: dict = {"target": target.about()}
+        self.record.manifest["kernels"][self.entry.name] = about
+        try:
+            self._start(target, about)
+        except InfraError as exc:
+            print(f"[{target.label}] {exc.message}", file=sys.stderr)
+            self.execution.fail(self.plan.suites, exc)
+            target.close()
+            self.record.set_manifest()
+            return
+        try:
+            for suite in self.plan.suites:
+                self._suite(suite, target, about)
+        finally:
+            target.close()
+            self.record.set_manifest()
+
+    def _start(self, target: StandingTarget, about: dict) -> None:
+        print(f"[{target.label}] connecting to {target.address}", file=sys.stderr)
+        about["connect_seconds"] = target.connect()
+        about.update(target.describe(self.record.dir / self.entry.name))
+        if about["machine"] != "riscv64":
+            raise InfraError(f"{target.label}: {target.address} is {about['machine']},"
+                             " not riscv64")
+        print(f"[{target.label}] {about['uname']}", file=sys.stderr)
+        binaries = guest.build(self.rig.cache_dir)
+        target.run(f"mkdir -p /{image.GUEST_TESTS_DIR}")
+        for remote, local in binaries.items():
+            target.put(local, f"/{remote}")
+        about["guest_tests"] = sorted(f"/{remote}" for remote in binaries)
+        self.record.set_manifest()
+
+    def _suite(self, suite: Suite, target: StandingTarget, about: dict) -> None:
+        if not target.running:  # the last suite lost the connection
+            try:
+                target.connect()
+            except InfraError as exc:
+                self.execution.fail([suite], exc)
+                return
+        adapted = suite.adapt(target.capabilities)
+        if adapted.cfg != suite.cfg:
+            about.setdefault("adapted", {})[suite.name] = dataclasses.asdict(adapted.cfg)
+        started = time.monotonic()
+        if self.execution.suite(adapted, target, target.label):
+            about.setdefault("suite_seconds", {})[suite.name] = round(
+                time.monotonic() - started, 1)
+            self.record.flush()
+
+
+def run_target(rig: RigConfig, entry: Any, only: str | None = None) -> RunRecord:
+    """The plan on the standing target entry names (rig.yaml `targets:`)."""
+    plan = make(rig, None, only)
+    record = RunRecord(rig.results_dir)
+    print(f"run {record.run_id}: target {entry.name}, {len(plan.ids())} case(s),"
+          f" results in {record.dir}", file=sys.stderr)
+    record.set_manifest(
+        rig_version=__version__,
+        config=str(rig.path),
+        reproduce=rerun_command(rig, only, target=entry.name),
+        suites={s.name: dataclasses.asdict(s.cfg) for s in plan.suites},
+        kernels={},
+    )
+    try:
+        TargetRun(rig, plan, record, entry, Budget(rig.timeouts)).run()
+    finally:
+        record.set_manifest(peak_rss_mib=peak_rss_mib())
+        record.flush()
     return record

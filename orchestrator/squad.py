@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import DIFFERS, ERROR, FAIL, PASS, Case
+from orchestrator.results import DIFFERS
+from orchestrator.verdicts import ERROR, FAIL, PASS, Case
 
 TOKEN_ENV = "SQUAD_TOKEN"
 _STATUS = {PASS: "pass", FAIL: "fail", ERROR: "fail"}

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import Case, exit_code, load_cases
+from orchestrator.results import exit_code, load_cases
+from orchestrator.verdicts import Case
 
 STORE_NAME = "rig.sqlite"
 BUSY_TIMEOUT_MS = 60_000

@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "rig_host.h"
 
@@ -107,4 +109,65 @@ void rig_pin_to_cpu(int cpu)
 	CPU_SET(cpu, &one);
 	if (sched_setaffinity(0, sizeof(one), &one) < 0)
 		rig_die(errno, "sched_setaffinity CPU %d", cpu);
+}
+
+/* -- what a VM reports of itself (JSON members, see report.c) ------------- */
+
+void json_scounteren_kvm(struct rig_json *j, struct rig_vcpu *vcpu)
+{
+	uint64_t sc;
+
+	if (rig_vcpu_get_reg(vcpu, RIG_REG_CSR(scounteren), &sc) == 0)
+		json_hex(j, "scounteren_kvm", sc);
+}
+
+/*
+ * Cumulative event counts only: the exits KVM handles in the kernel (SBI
+ * calls, wfi) never reach user space, these show that they happened.
+ */
+void json_kvm_stats(struct rig_json *j, struct rig_vcpu *vcpu)
+{
+	const struct kvm_stats_desc *d;
+	struct kvm_stats_header h;
+	char *descs = NULL;
+	size_t dsize, total;
+	uint64_t val;
+	uint32_t i;
+	int fd;
+
+	fd = ioctl(vcpu->fd, KVM_GET_STATS_FD, NULL);
+	if (fd < 0 || pread(fd, &h, sizeof(h), 0) != sizeof(h))
+		goto unavailable;
+	dsize = sizeof(*d) + h.name_size;
+	total = dsize * h.num_desc;
+	descs = malloc(total);
+	if (!descs || pread(fd, descs, total, h.desc_offset) != (ssize_t)total)
+		goto unavailable;
+	json_object(j, "kvm_stats");
+	for (i = 0; i < h.num_desc; i++) {
+		d = (const struct kvm_stats_desc *)(descs + i * dsize);
+		if ((d->flags & KVM_STATS_TYPE_MASK) == KVM_STATS_TYPE_CUMULATIVE &&
+		    (d->flags & KVM_STATS_UNIT_MASK) == KVM_STATS_UNIT_NONE &&
+		    d->size == 1 &&
+		    pread(fd, &val, sizeof(val), h.data_offset + d->offset) ==
+			    sizeof(val))
+			json_u64(j, d->name, val);
+	}
+	json_close(j);
+	free(descs);
+	close(fd);
+	return;
+unavailable:
+	json_null(j, "kvm_stats");
+	free(descs);
+	if (fd >= 0)
+		close(fd);
+}
+
+void json_begin_start(struct rig_json *j, const char *program)
+{
+	json_begin(j, "vmm-start");
+	json_str(j, "program", program);
+	json_u64(j, "abi_version", RIG_VERSION);
+	json_u64(j, "payload_bytes", (uint64_t)(rig_payload_end - rig_payload));
 }

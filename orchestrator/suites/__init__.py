@@ -1,6 +1,7 @@
-"""Suites: what the rig checks in a booted host, one module each.
+"""Suites: what the rig checks in a booted host, one package each.
 
-A suite is a subclass of `Suite` in a module of this package (or of a
+A suite is a subclass of `Suite` in a subpackage of this package, beside its
+judging rules and the helpers only it uses (or in a module or package of a
 directory named in $RIG_SUITE_PATH, for checks kept outside the rig). It
 declares:
 - `name`, its rig.yaml section `suites.<name>` as a frozen dataclass
@@ -20,28 +21,26 @@ declares:
 - optionally `command_for(case_id)`: a host shell script that reruns one case
   alone and prints its outcome as one line, `outcome_line(outcome)`, so that
   `orchestrator reproduce` can bundle it to run without the rig (default:
-  the suite's cases cannot be rerun alone, said with a reason).
-Nothing else in the rig names a suite: adding one is adding a module.
+  the suite's cases cannot be rerun alone, said with a reason);
+- optionally `start_guest_shell(target)`: starts in the host the guest the
+  suite runs, its console on the host's, for `orchestrator shell --guest`.
+Nothing else in the rig names a suite: adding one is adding a package (or,
+for a host-shell check, one module).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 import json
-import os
-import pkgutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from orchestrator import plugins
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import ERROR, Case
-from orchestrator.targets import Capabilities, Needs, Target
+from orchestrator.targets import Capabilities, Console, Needs, Target
+from orchestrator.verdicts import ERROR, Case
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig
@@ -119,6 +118,15 @@ class Suite:
             return None
         return f"{_brief(b.outcome)} vs {_brief(a.outcome)}"
 
+    def start_guest_shell(self, target: Console) -> str:
+        """Start, in target's booted host, the guest this suite runs, its console on
+        target's console (`orchestrator shell --guest`); returns how to end the guest."""
+        raise BadInput(f"suite {self.name} starts no guest in the host")
+
+    @classmethod
+    def has_guest_shell(cls) -> bool:
+        return cls.start_guest_shell is not Suite.start_guest_shell
+
     def command_for(self, case_id: str) -> str:
         """A host script (busybox sh) that reruns case_id alone and prints
         `RIG-OUTCOME <outcome_line(outcome)>` with the outcome the rig would record."""
@@ -149,21 +157,6 @@ def _brief(outcome: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in outcome.items())
 
 
-def _modules() -> Iterator[Any]:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"{__name__}.{info.name}")
-    for directory in filter(None, os.environ.get(SUITE_PATH_ENV, "").split(os.pathsep)):
-        for path in sorted(Path(directory).glob("*.py")):
-            name = f"rig_suite_{path.stem}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-            yield module
-
-
 _REGISTRY: dict[str, type[Suite]] | None = None
 
 
@@ -171,8 +164,6 @@ def registry() -> dict[str, type[Suite]]:
     """Every suite class by name, in run order."""
     global _REGISTRY
     if _REGISTRY is None:
-        found = [cls for module in _modules() for _, cls in inspect.getmembers(module)
-                 if inspect.isclass(cls) and issubclass(cls, Suite) and cls is not Suite
-                 and cls.__module__ == module.__name__]
+        found = plugins.find(Suite, __name__, __path__, SUITE_PATH_ENV, "rig_suite_")
         _REGISTRY = {cls.name: cls for cls in sorted(found, key=lambda c: (c.order, c.name))}
     return _REGISTRY

@@ -1,16 +1,30 @@
-"""Targets: a running host kernel that suites talk to.
+"""Targets: a running host kernel that suites talk to, and the kinds of them.
 
 A suite never knows how its host was started. It declares what it needs
 (`Needs`), the runner hands it a `Target` that has it, and the suite runs
 commands, moves files and reads the console through the protocol below.
-`targets.qemu` boots the rig's kernels under QEMU.
+
+Each kind of target is a plug-in: a `TargetKind` subclass in a module (or
+package) of this package, or of a directory named in $RIG_TARGET_PATH, keyed
+by the `type:` of rig.yaml's `targets:` entries. It owns its entry (parsing
+and validating it), opening a target from it, and what that target offers
+(its Capabilities). `qemu` boots the rig's kernels; `ssh` reaches a host
+as it is. Nothing else in the rig names a kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from orchestrator import plugins
+
+if TYPE_CHECKING:
+    from orchestrator.budget import Budget
+    from orchestrator.config import Reader, RigConfig
+
+TARGET_PATH_ENV = "RIG_TARGET_PATH"
 
 
 @dataclass(frozen=True)
@@ -98,3 +112,92 @@ class Target(Protocol):
     def close(self) -> None:
         """Stop the host (QEMU is killed); safe to call twice."""
         ...
+
+
+class Console(Target, Protocol):
+    """A target whose console a person can take over (`orchestrator shell`)."""
+
+    def send(self, command: str) -> int:
+        """Start a shell script in the host without waiting for it; its id."""
+        ...
+
+    def interact(self) -> None:
+        """Hand the console to the user until they leave."""
+        ...
+
+
+class StandingTarget(Target, Protocol):
+    """A host the rig does not boot (`orchestrator run --target NAME`): it is connected
+    to, described in manifest.json, and runs the plan as it is."""
+
+    @property
+    def running(self) -> bool:
+        """Connected (False before connect() and after a lost connection)."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """Where the host is, for people (user@host:port, a serial port, ...)."""
+        ...
+
+    def connect(self) -> float:
+        """Reach the host; seconds it took. Sets capabilities to what the host offers."""
+        ...
+
+    def about(self) -> dict[str, Any]:
+        """What manifest.json says of the target itself (its `type` first)."""
+        ...
+
+    def describe(self, out_dir: Path) -> dict[str, Any]:
+        """What the host is: at least `uname` and `machine` (uname -m)."""
+        ...
+
+
+class TargetKind:
+    """One kind of target, named by `type` in rig.yaml's `targets:` entries.
+
+    entry(): the parsed, validated entry (a frozen dataclass with a `name`), through
+    reader (orchestrator.config.Reader: errors name rig.yaml and the key); open():
+    a StandingTarget for the entry, not yet connected; `session`: what its log
+    (console_log) holds, for people."""
+
+    type: ClassVar[str]
+    session: ClassVar[str] = "console"
+    # run with --target NAME (False: the rig's QEMU, which boots the kernels it builds)
+    standing: ClassVar[bool] = True
+
+    @classmethod
+    def entry(cls, reader: Reader, name: str, raw: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def open(cls, entry: Any, log_dir: Path, budget: Budget, rig: RigConfig) -> StandingTarget:
+        raise NotImplementedError(f"a {cls.type} target is not run with --target")
+
+    @classmethod
+    def session_log(cls, entry: Any, log_dir: Path) -> Path:
+        """Where the target's log of a run goes (its console_log)."""
+        return session_log(entry, log_dir)
+
+
+def session_log(entry: Any, log_dir: Path) -> Path:
+    """A standing target's log in log_dir: <name>.<type>.log."""
+    return log_dir / f"{entry.name}.{entry.type}.log"
+
+
+_KINDS: dict[str, type[TargetKind]] | None = None
+
+
+def kinds() -> dict[str, type[TargetKind]]:
+    """Every target kind by its rig.yaml `type`."""
+    global _KINDS
+    if _KINDS is None:
+        found = plugins.find(TargetKind, __name__, __path__, TARGET_PATH_ENV, "rig_target_")
+        _KINDS = {cls.type: cls for cls in found}
+    return _KINDS
+
+
+def open_target(entry: Any, log_dir: Path, budget: Budget, rig: RigConfig) -> Any:
+    """The target of entry's kind (its `type`), not yet booted or connected: a QemuTarget
+    for a targets.qemu.QemuBoot, a StandingTarget for a rig.yaml entry."""
+    return kinds()[entry.type].open(entry, log_dir, budget, rig)

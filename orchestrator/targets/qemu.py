@@ -10,6 +10,7 @@ target is closed, whatever happened, Ctrl-C included.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import re
@@ -17,14 +18,17 @@ import shlex
 import signal
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import pexpect
 
 from orchestrator.budget import Budget
 from orchestrator.config import QemuConfig
 from orchestrator.errors import TAIL_LINES, InfraError, tail
-from orchestrator.targets import Capabilities, CommandResult
+from orchestrator.targets import Capabilities, CommandResult, Needs, TargetKind
+
+if TYPE_CHECKING:
+    from orchestrator.config import Reader, RigConfig
 
 READY = re.compile(rb"RIG-READY[^\r\n]*\r*\n")
 # What the kernel prints when it is no longer trustworthy.
@@ -108,7 +112,7 @@ class QemuTarget:
         self._boot_name = boot_name
         self._boots = 0
         self._image, self._initramfs, self._extra_append = image, initramfs, extra_append
-        self._extra_args = extra_args  # e.g. a network card (orchestrator.sshhost)
+        self._extra_args = extra_args  # e.g. a network card (targets.ssh.emulated)
         self.boot_seconds: float | None = None
         self.boot_history: list[float] = []  # seconds to ready, per boot
         self.ready_line = ""
@@ -291,3 +295,58 @@ def _kill_pidfile(pidfile: Path) -> None:
     except (OSError, ProcessLookupError):
         pass
     pidfile.unlink(missing_ok=True)
+
+
+ICOUNT = "shift=0,sleep=off"
+
+
+def qemu_for(needs: Needs, qemu: QemuConfig) -> QemuConfig:
+    """The QEMU machine that serves needs: icount for exact timing, the CPU count,
+    the memory, AIA, TCG threading; what needs leave alone stays as rig.yaml has it."""
+    machine = dataclasses.replace(qemu, icount=ICOUNT if needs.exact_timing else qemu.icount,
+                                  smp=needs.cpus or max(qemu.smp, needs.min_cpus),
+                                  tcg_thread="single" if needs.one_tcg_thread
+                                  else qemu.tcg_thread)
+    if needs.memory_mb and qemu.memory_mb < needs.memory_mb:
+        machine = dataclasses.replace(machine, memory=f"{needs.memory_mb}M")
+    if needs.aia and not has_aia(qemu):
+        machine = dataclasses.replace(machine, machine=f"{qemu.machine},{AIA_MACHINE}",
+                                      cpu=f"{qemu.cpu},{AIA_CPU}")
+    return machine
+
+
+@dataclasses.dataclass(frozen=True)
+class QemuBoot:
+    """One boot configuration of a kernel the rig built: what the runner (and `orchestrator
+    boot`/`shell`) open a QemuTarget from."""
+
+    type: ClassVar[str] = "qemu"
+    name: str  # the boot's name: its console log is <name>.console.log
+    machine: QemuConfig
+    image: Path
+    initramfs: Path
+    label: str
+    extra_append: str = ""
+    extra_args: tuple[str, ...] = ()
+
+
+class Qemu(TargetKind):
+    """The rig's own target: its kernels, booted under QEMU with rig.yaml's `qemu:`. Its
+    only entry is the default one, `targets: {qemu: {type: qemu}}`."""
+
+    type = "qemu"
+    standing = False
+
+    @classmethod
+    def entry(cls, reader: Reader, name: str, raw: Any) -> None:
+        reader.mapping(f"targets.{name}", raw, ["type"])
+        if raw.get("type") != cls.type:
+            reader.fail(f"targets.{name}.type", raw.get("type"),
+                        "qemu (the rig's own QEMU, see 'qemu:')")
+
+    @classmethod
+    def open(cls, entry: QemuBoot, log_dir: Path, budget: Budget,
+             rig: RigConfig | None = None) -> QemuTarget:
+        return QemuTarget(entry.machine, entry.image, entry.initramfs, log_dir,
+                          label=entry.label, budget=budget, boot_name=entry.name,
+                          extra_append=entry.extra_append, extra_args=entry.extra_args)

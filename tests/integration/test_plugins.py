@@ -1,7 +1,7 @@
 """The plug-in shape: a suite written in one file outside the rig is listed,
-configured, run, reported and compared without any rig module changing; and an
-installed rig (pip install ., not editable) runs its embedded default from an
-empty directory."""
+configured, run, reported and compared without any rig module changing; a target
+kind written in one file runs a host-shell suite; and an installed rig (pip install
+., not editable) runs its embedded default from an empty directory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, load_run, rig_variant
+from .conftest import REPO, load_run, qemu_processes_mentioning, rig_variant, run_cases
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +103,126 @@ def test_a_suite_in_one_file_is_listed_run_reported_and_compared(
     assert "- `toy/proc-version`: behaviour differs" in report
     compared = json.loads((run_dir / "compare.json").read_text())
     assert compared[0]["measurements"]["toy/online-cpus"]["verdict"] == "same"
+
+
+BOARD = '''
+"""board: a target kind kept outside the rig, in one file. A board reached over its
+serial console, stood in for by the rig's own QEMU host of one of its kernels
+(built by the rig, booted through the qemu kind's factory) when the run connects."""
+import dataclasses
+from typing import ClassVar
+
+from orchestrator import guest, kernel
+from orchestrator.targets import TargetKind, open_target
+from orchestrator.targets.qemu import QemuBoot
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardEntry:
+    type: ClassVar[str] = "board"
+    name: str
+    kernel: str
+
+
+class Console:
+    """The board as a standing target: connecting is booting it."""
+
+    def __init__(self, host, entry):
+        self.host, self.entry, self.label = host, entry, entry.name
+        self.address = f"the serial console of {entry.kernel}"
+        self.capabilities = host.capabilities
+
+    @property
+    def running(self):
+        return self.host.running
+
+    @property
+    def console_log(self):
+        return self.host.console_log
+
+    def connect(self):
+        return self.host.boot()
+
+    def about(self):
+        return {"type": "board", "kernel": self.entry.kernel}
+
+    def describe(self, out_dir):
+        return {"uname": self.run("uname -a").output.strip(),
+                "machine": self.run("uname -m").output.strip()}
+
+    def run(self, command, timeout=None):
+        return self.host.run(command, timeout)
+
+    def put(self, local, remote):
+        self.host.put(local, remote)
+
+    def get(self, remote, local):
+        self.host.get(remote, local)
+
+    def reboot(self):
+        return self.host.reboot()
+
+    def close(self):
+        self.host.close()
+
+
+class Board(TargetKind):
+    type = "board"
+
+    @classmethod
+    def entry(cls, reader, name, raw):
+        keys = reader.mapping(f"targets.{name}", raw, ["type", "kernel"])
+        return BoardEntry(name, reader.scalar(f"targets.{name}.kernel", keys.get("kernel"), str))
+
+    @classmethod
+    def open(cls, entry, log_dir, budget, rig):
+        built = kernel.build(rig, rig.kernel(entry.kernel))
+        boot = QemuBoot(entry.name, rig.qemu, built.image, guest.host_initramfs(rig.cache_dir),
+                        label=entry.name)
+        return Console(open_target(boot, log_dir, budget, rig), entry)
+
+    @classmethod
+    def session_log(cls, entry, log_dir):
+        return log_dir / f"{entry.name}.console.log"
+'''
+
+
+def test_a_target_kind_in_one_file_runs_a_host_shell_suite(
+        built_kernels: dict, tmp_path: Path) -> None:
+    plugins = tmp_path / "kinds"
+    plugins.mkdir()
+    (plugins / "board.py").write_text(BOARD)
+
+    def with_board(doc: dict) -> None:
+        doc["targets"] = {"qemu": {"type": "qemu"},
+                          "bench": {"type": "board", "kernel": "b922307a"}}
+
+    config = rig_variant(tmp_path, with_board)
+    env = dict(os.environ, RIG_TARGET_PATH=str(plugins))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", "-c", str(config), *args],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+    result = cli("run", "--target", "bench", "--only", "kvm-host/*")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--- console of bench, last" in result.stdout
+    cases = run_cases(tmp_path)
+    assert {(c["id"], c["kernel"], c["verdict"]) for c in cases} == {
+        ("kvm-host/hypervisor-extension", "bench", "pass"), ("kvm-host/dev-kvm", "bench", "pass")}
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    about = json.loads((run_dir / "manifest.json").read_text())["kernels"]["bench"]
+    assert about["target"] == {"type": "board", "kernel": "b922307a"}
+    assert about["machine"] == "riscv64"
+    assert "hypervisor extension available" in (run_dir / "bench" / "bench.console.log"
+                                                 ).read_text(errors="replace")
+    assert qemu_processes_mentioning(str(tmp_path)) == []
+
+    # without the plug-in the kind is unknown, and rig.yaml says so
+    refused = subprocess.run([sys.executable, "-m", "orchestrator", "-c", str(config), "list"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "targets.bench.type: got 'board', expected ssh" in refused.stderr
 
 
 def test_installed_rig_runs_its_embedded_default_in_an_empty_directory(

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.expect import (
+from orchestrator.suites.counters.expect import (
     ILLEGAL,
-    KNOWN_DEVIATION,
     VALUE,
     ZERO,
     Outcome,
@@ -21,7 +20,7 @@ from orchestrator.expect import (
     outcome_of,
     probe_from_record,
 )
-from orchestrator.results import FAIL, PASS
+from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 TRAPPED = ("cycle", "instret", "hpmcounter3")
 INDEX = {"cycle": 0, "time": 1, "instret": 2, "hpmcounter3": 3}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from orchestrator.results import FAIL, PASS
 from orchestrator.suites.isolation import (
     Isolation,
     IsolationConfig,
@@ -12,6 +11,7 @@ from orchestrator.suites.isolation import (
     judge_host_policy,
     missing_evidence,
 )
+from orchestrator.verdicts import FAIL, PASS
 
 
 def probes(cycle: tuple[int, int], time: tuple[int, int], instret: tuple[int, int]) -> dict:

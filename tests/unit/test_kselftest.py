@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import config, kselftest, kselftest_expect, plan
+from orchestrator import config, plan
 from orchestrator.errors import BadInput
-from orchestrator.kselftest_expect import Known, judge
-from orchestrator.runner import qemu_for
 from orchestrator.suites import kselftest_kvm
 from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
+from orchestrator.suites.kselftest_kvm import build as kselftest
+from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
+from orchestrator.suites.kselftest_kvm.expect import Known, judge
 from orchestrator.targets import Capabilities, Needs
+from orchestrator.targets.qemu import qemu_for
 
 REPO = Path(__file__).resolve().parents[2]
 KVM_PATCH = """From: x
@@ -211,7 +213,7 @@ class ScriptedHost:
 
 
 def test_run_reruns_failures_and_reports_a_flake(tmp_path):
-    from orchestrator.kselftest import BuiltSelftests
+    from orchestrator.suites.kselftest_kvm.build import BuiltSelftests
 
     suite = KselftestKvm(KselftestConfig(reruns=2))
     suite._built = BuiltSelftests("k", tmp_path, ("arch_timer", "steal_time", "dirty_log_test"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator import ktap
-from orchestrator.results import Case
+from orchestrator.verdicts import Case
 
 # ktap.rst's own example of nesting, with diagnostics and directives
 SPEC_EXAMPLE = """\

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import lava
 from orchestrator.config import QemuConfig
 from orchestrator.errors import InfraError
+from orchestrator.lava import jobs, logs, render, replay
 from orchestrator.suites import SuiteConfig
 from orchestrator.suites.isolation import Isolation, IsolationConfig
 from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
@@ -24,8 +24,8 @@ ICOUNT = QemuConfig(machine="virt", cpu="rv64,h=true", smp=1, memory="512M",
                     icount="shift=0,sleep=off")
 
 
-def recorder(tmp_path: Path, qemu: QemuConfig = QEMU) -> lava.RecordingTarget:
-    return lava.RecordingTarget("t", qemu, tmp_path, 300, 1, 1, "boot")
+def recorder(tmp_path: Path, qemu: QemuConfig = QEMU) -> jobs.RecordingTarget:
+    return jobs.RecordingTarget("t", qemu, tmp_path, 300, 1, 1, "boot")
 
 
 def test_recording_keeps_commands_timeouts_and_reruns(tmp_path: Path) -> None:
@@ -60,26 +60,26 @@ def test_latency_records_one_boot_per_configured_boot(tmp_path: Path) -> None:
 
 
 def test_boot_script_runs_a_rerun_only_after_a_failure(tmp_path: Path) -> None:
-    boot = lava.Boot(1, "boot", QEMU, {"s": ["s/a", "s/b"]}, [
-        lava.Command(1, "s", "prog", 60), lava.Command(2, "s", "prog", 60, retry_of=1),
-        lava.Command(3, "s", "other", 30)])
-    script = lava.boot_script("k", boot, {"s": 1})
+    boot = jobs.Boot(1, "boot", QEMU, {"s": ["s/a", "s/b"]}, [
+        jobs.Command(1, "s", "prog", 60), jobs.Command(2, "s", "prog", 60, retry_of=1),
+        jobs.Command(3, "s", "other", 30)])
+    script = render.boot_script("k", boot, {"s": 1})
     assert "rig_run 1 60 /rig-lava/cmd-1.sh || rig_run 2 60 /rig-lava/cmd-1.sh\n" in script
     assert "rig_run 3 30 /rig-lava/cmd-3.sh\n" in script
     assert re.search(r"RIG-CASE s/a '\$ok\n.*RIG-CASE s/b '\$ok\n.*RIG-SUITE-END s", script,
                      re.DOTALL)
     # a suite's case lines come in its last boot only
-    assert "RIG-CASE" not in lava.boot_script("k", boot, {"s": 2})
+    assert "RIG-CASE" not in render.boot_script("k", boot, {"s": 2})
 
 
 def test_job_renders_blocks_per_boot_with_machine_options(tmp_path: Path) -> None:
-    boots = [lava.Boot(1, "boot", QEMU, {"kvm-host": ["kvm-host/dev-kvm"]},
-                       [lava.Command(1, "kvm-host", "true", 300)]),
-             lava.Boot(2, "latency", ICOUNT, {"latency": ["latency/user-exit"]},
-                       [lava.Command(2, "latency", "x", 300)])]
+    boots = [jobs.Boot(1, "boot", QEMU, {"kvm-host": ["kvm-host/dev-kvm"]},
+                       [jobs.Command(1, "kvm-host", "true", 300)]),
+             jobs.Boot(2, "latency", ICOUNT, {"latency": ["latency/user-exit"]},
+                       [jobs.Command(2, "latency", "x", 300)])]
     art = {i: {"kernel": {"url": "https://lab/Image", "sha256": "aa"},
                "ramdisk": {"url": f"https://lab/{i}.cpio", "sha256": "bb"}} for i in (1, 2)}
-    job = yaml.safe_load(lava.render_job("k1", "key", QEMU, boots, art, tags=["riscv-h"]))
+    job = yaml.safe_load(render.render_job("k1", "key", QEMU, boots, art, tags=["riscv-h"]))
     assert job["device_type"] == "qemu" and job["tags"] == ["riscv-h"]
     assert job["context"]["arch"] == "riscv64" and job["context"]["no_kvm"] is True
     deploys = [a["deploy"] for a in job["actions"] if "deploy" in a]
@@ -100,12 +100,12 @@ def test_job_renders_blocks_per_boot_with_machine_options(tmp_path: Path) -> Non
 
 
 def test_machine_options_carry_the_tcg_threading() -> None:
-    options = lava.machine_args(QemuConfig(smp=2, tcg_thread="single"))
+    options = render.machine_args(QemuConfig(smp=2, tcg_thread="single"))
     assert options.endswith("-smp 2 -m 512M -accel tcg,thread=single")
 
 
 def test_device_is_a_riscv64_qemu_without_kvm() -> None:
-    device = yaml.safe_load(lava.render_device(QEMU))
+    device = yaml.safe_load(render.render_device(QEMU))
     options = device["actions"]["boot"]["methods"]["qemu"]["parameters"]
     assert device["available_architectures"] == ["riscv64"]
     assert options["command"] == "qemu-system-riscv64"
@@ -138,7 +138,7 @@ def test_read_log_frames_commands_and_unescapes_quotes() -> None:
                          '{"kind":"x","v":"a\\"b"}', "partialRIG-CMD-END 1 3 1.50 4.25 done",
                          "RIG-CMD-BEGIN 2", "RIG-CMD-END 2 137 5.00 95.00 timeout",
                          "RIG-LAVA-DONE 1"]}, raw=True)
-    job = lava.read_log(text)
+    job = logs.read_log(text)
     boot = job.boots[1]
     assert boot.finished and boot.command_line == "qemu-system-riscv64 -x"
     (first,) = boot.commands[1]
@@ -151,29 +151,29 @@ def test_read_log_frames_commands_and_unescapes_quotes() -> None:
 def test_feedback_lines_go_to_their_namespace() -> None:
     text = log_text({1: ["RIG-LAVA-BOOT 1"], 2: ["RIG-LAVA-BOOT 2"]})
     text += _entry("feedback", "RIG-LAVA-DONE 1", ns="boot-1") + "\n"
-    job = lava.read_log(text)
+    job = logs.read_log(text)
     assert job.boots[1].finished and not job.boots[2].finished
 
 
-def _kvm_host_boot() -> lava.Boot:
-    return lava.Boot(1, "boot", QEMU, {"kvm-host": KvmHost(SuiteConfig()).plan()},
-                     [lava.Command(1, "kvm-host", "test -c /dev/kvm && ls -l /dev/kvm", 300)])
+def _kvm_host_boot() -> jobs.Boot:
+    return jobs.Boot(1, "boot", QEMU, {"kvm-host": KvmHost(SuiteConfig()).plan()},
+                     [jobs.Command(1, "kvm-host", "test -c /dev/kvm && ls -l /dev/kvm", 300)])
 
 
 def test_replay_judges_with_the_suites_own_code(tmp_path: Path) -> None:
-    job = lava.read_log(log_text({1: [BANNER, "RIG-LAVA-BOOT 1", "RIG-CMD-BEGIN 1",
+    job = logs.read_log(log_text({1: [BANNER, "RIG-LAVA-BOOT 1", "RIG-CMD-BEGIN 1",
                                       "crw------- 1 0 0 10, 232 /dev/kvm",
                                       "RIG-CMD-END 1 0 1.0 1.1 done"]}))
-    target = lava.ReplayTarget("k", [_kvm_host_boot()], job.boots, tmp_path, "")
+    target = replay.ReplayTarget("k", [_kvm_host_boot()], job.boots, tmp_path, "")
     suite = KvmHost(SuiteConfig())
     cases = {c.id: c for c in suite.run(target, suite.plan())}
     assert cases["kvm-host/hypervisor-extension"].verdict == "pass"
     assert cases["kvm-host/dev-kvm"].verdict == "pass"
     assert cases["kvm-host/dev-kvm"].duration == 0.1
 
-    job = lava.read_log(log_text({1: ["RIG-LAVA-BOOT 1", "RIG-CMD-BEGIN 1",
+    job = logs.read_log(log_text({1: ["RIG-LAVA-BOOT 1", "RIG-CMD-BEGIN 1",
                                       "RIG-CMD-END 1 1 1.0 1.1 done"]}))
-    target = lava.ReplayTarget("k", [_kvm_host_boot()], job.boots, tmp_path, "")
+    target = replay.ReplayTarget("k", [_kvm_host_boot()], job.boots, tmp_path, "")
     cases = {c.id: c for c in suite.run(target, suite.plan())}
     assert cases["kvm-host/hypervisor-extension"].verdict == "fail"
     assert cases["kvm-host/dev-kvm"].verdict == "fail"
@@ -182,16 +182,16 @@ def test_replay_judges_with_the_suites_own_code(tmp_path: Path) -> None:
 def test_replay_turns_what_the_job_lacks_into_infrastructure_errors(tmp_path: Path) -> None:
     boot = _kvm_host_boot()
     command = boot.commands[0].command
-    timed_out = lava.read_log(log_text({1: ["RIG-CMD-BEGIN 1",
+    timed_out = logs.read_log(log_text({1: ["RIG-CMD-BEGIN 1",
                                             "RIG-CMD-END 1 137 1.0 301.0 timeout"]}))
     with pytest.raises(InfraError, match="timed out after 300s"):
-        lava.ReplayTarget("k", [boot], timed_out.boots, tmp_path, "").run(command)
-    died = lava.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "Kernel panic"]}))
+        replay.ReplayTarget("k", [boot], timed_out.boots, tmp_path, "").run(command)
+    died = logs.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "Kernel panic"]}))
     with pytest.raises(InfraError, match="did not finish"):
-        lava.ReplayTarget("k", [boot], died.boots, tmp_path, "").run(command)
+        replay.ReplayTarget("k", [boot], died.boots, tmp_path, "").run(command)
     with pytest.raises(InfraError, match="has no boot 1.*job: it broke"):
-        lava.ReplayTarget("k", [boot], {}, tmp_path, "it broke").run(command)
-    target = lava.ReplayTarget("k", [boot], died.boots, tmp_path, "")
+        replay.ReplayTarget("k", [boot], {}, tmp_path, "it broke").run(command)
+    target = replay.ReplayTarget("k", [boot], died.boots, tmp_path, "")
     with pytest.raises(InfraError, match="did not run 'other'"):
         target.run("other")
     with pytest.raises(InfraError, match="another boot"):
@@ -199,15 +199,15 @@ def test_replay_turns_what_the_job_lacks_into_infrastructure_errors(tmp_path: Pa
 
 
 def test_replay_skips_a_rerun_that_never_ran(tmp_path: Path) -> None:
-    boot = lava.Boot(1, "boot", QEMU, {"s": ["s/a"]},
-                     [lava.Command(1, "s", "prog", 60), lava.Command(2, "s", "prog", 60, 1)])
-    job = lava.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 1 0 1 done",
+    boot = jobs.Boot(1, "boot", QEMU, {"s": ["s/a"]},
+                     [jobs.Command(1, "s", "prog", 60), jobs.Command(2, "s", "prog", 60, 1)])
+    job = logs.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 1 0 1 done",
                                       "RIG-CMD-BEGIN 2", "ok", "RIG-CMD-END 2 0 1 2 done"]}))
-    target = lava.ReplayTarget("k", [boot], job.boots, tmp_path, "")
+    target = replay.ReplayTarget("k", [boot], job.boots, tmp_path, "")
     assert target.run("prog").status == 1
     assert target.run("prog").output == "ok\n"
-    passed = lava.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 0 0 1 done"]}))
-    target = lava.ReplayTarget("k", [boot], passed.boots, tmp_path, "")
+    passed = logs.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 0 0 1 done"]}))
+    target = replay.ReplayTarget("k", [boot], passed.boots, tmp_path, "")
     assert target.run("prog").status == 0
     with pytest.raises(InfraError, match="did not run"):
         target.run("prog")  # a third call: nothing left
@@ -216,9 +216,9 @@ def test_replay_skips_a_rerun_that_never_ran(tmp_path: Path) -> None:
 def test_a_killed_command_rerun_in_the_same_boot_serves_the_suites_rerun(tmp_path: Path) -> None:
     boot = _kvm_host_boot()
     command = boot.commands[0].command
-    job = lava.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 137 1 301 timeout",
+    job = logs.read_log(log_text({1: ["RIG-CMD-BEGIN 1", "RIG-CMD-END 1 137 1 301 timeout",
                                       "RIG-CMD-BEGIN 1", "crw", "RIG-CMD-END 1 0 301 302 done"]}))
-    target = lava.ReplayTarget("k", [boot], job.boots, tmp_path, "")
+    target = replay.ReplayTarget("k", [boot], job.boots, tmp_path, "")
     with pytest.raises(InfraError, match="timed out"):
         target.run(command)
     assert target.reboot() == 0.0  # no boot left, but the second attempt is there
@@ -228,7 +228,7 @@ def test_a_killed_command_rerun_in_the_same_boot_serves_the_suites_rerun(tmp_pat
 
 
 def test_boot_script_reruns_a_killed_command_once() -> None:
-    script = lava.boot_script("k", _kvm_host_boot(), {"kvm-host": 1})
+    script = render.boot_script("k", _kvm_host_boot(), {"kvm-host": 1})
     assert '[ -z "$4" ] && { rig_run "$1" "$2" "$3" again; return $?; }' in script
 
 
@@ -240,7 +240,7 @@ def test_a_suite_no_lava_boot_can_serve_gets_no_boot_and_is_skipped(tmp_path: Pa
     rig = config.load(Path(__file__).resolve().parents[2] / "rig.yaml")
     guest = LinuxGuest(LinuxGuestConfig(host_perf_user_access=(1,)))
     host = KvmHost(SuiteConfig())
-    boots, skipped = lava.record_boots(rig, [host, guest],
+    boots, skipped = jobs.record_boots(rig, [host, guest],
                                        {"kvm-host": host.plan(), "linux-guest": guest.plan()},
                                        tmp_path)
     assert [list(b.suites) for b in boots] == [["kvm-host"]]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import config
-from orchestrator.linux_guest_expect import expected, judge, outcome_of
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
 from orchestrator.suites.linux_guest import LinuxGuest, LinuxGuestConfig, host_script
+from orchestrator.suites.linux_guest.expect import expected, judge, outcome_of
+from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 from .test_config import default_doc, load_error, write_rig
 

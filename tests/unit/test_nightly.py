@@ -10,8 +10,8 @@ import yaml
 from orchestrator import config, nightly, squad, store
 from orchestrator.config import NightlyConfig
 from orchestrator.errors import BadInput
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
 from orchestrator.suites import outcome_line
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,15 +12,8 @@ import pytest
 
 from orchestrator import report, results
 from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE
-from orchestrator.results import (
-    ERROR,
-    FAIL,
-    KNOWN_DEVIATION,
-    PASS,
-    Case,
-    Measurement,
-    RunRecord,
-)
+from orchestrator.results import RunRecord
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
 
 SCHEMA = json.loads(results.SCHEMA_PATH.read_text())
 
@@ -105,3 +98,10 @@ def test_summary_counts_per_kernel_and_suite() -> None:
     assert lines[0].split() == ["kernel", "kvm-host"]
     assert "1/2 pass, 1 fail" in lines[2]
     assert "1/1 pass" in lines[3]
+
+
+def test_the_schema_allows_exactly_the_verdicts_the_rig_defines() -> None:
+    from orchestrator.verdicts import VERDICTS
+
+    case_schema = SCHEMA["$defs"]["case"]["properties"]["verdict"]
+    assert sorted(case_schema["enum"]) == sorted(VERDICTS)

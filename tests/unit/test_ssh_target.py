@@ -20,13 +20,14 @@ import paramiko
 import pytest
 import yaml
 
-from orchestrator import config, sshhost
+from orchestrator import config
 from orchestrator.budget import Budget
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.image import read_cpio
 from orchestrator.suites.latency import Latency, LatencyConfig
 from orchestrator.targets import Capabilities
-from orchestrator.targets.ssh import SshTarget, fingerprint
+from orchestrator.targets.ssh import SshEntry, emulated
+from orchestrator.targets.ssh.connection import SshTarget, fingerprint
 from tests.unit.test_config import default_doc, load_error, write_rig
 
 # -- rig.yaml ------------------------------------------------------------------
@@ -51,7 +52,7 @@ def test_ssh_entry_with_defaults(tmp_path: Path) -> None:
         "qemu": {"type": "qemu"},
         "board": {"type": "ssh", "host": "board.lan", "key_file": "id_board"}})))
     entry = rig.target("board")
-    assert entry == config.SshTarget(name="board", host="board.lan", key_file=key.resolve(),
+    assert entry == SshEntry(name="board", host="board.lan", key_file=key.resolve(),
                                      known_hosts=Path("~/.ssh/known_hosts").expanduser())
     assert entry.port == 22 and entry.user == "root" and entry.host_keys == "verify"
     assert entry.reboot_command is None
@@ -166,7 +167,7 @@ def keys(tmp_path: Path) -> dict:
     made = {}
     for name in ("host", "client", "impostor"):
         path = tmp_path / name
-        sshhost.make_keys(tmp_path / f"{name}-dir", 1)  # exercises the key writer
+        emulated.make_keys(tmp_path / f"{name}-dir", 1)  # exercises the key writer
         path.write_bytes((tmp_path / f"{name}-dir" / "id_ed25519").read_bytes())
         made[name] = (path, paramiko.Ed25519Key.from_private_key_file(str(path)))
     return made
@@ -179,8 +180,8 @@ def server(keys: dict):
     running.close()
 
 
-def entry_for(server: SshServer, keys: dict, known_hosts: Path, **fields) -> config.SshTarget:
-    return config.SshTarget(name="t", host="127.0.0.1", port=server.port,
+def entry_for(server: SshServer, keys: dict, known_hosts: Path, **fields) -> SshEntry:
+    return SshEntry(name="t", host="127.0.0.1", port=server.port,
                             key_file=keys["client"][0], known_hosts=known_hosts, **fields)
 
 
@@ -242,7 +243,7 @@ def test_accept_new_adds_an_unknown_host(tmp_path: Path, server: SshServer, keys
         again.connect()  # now known
 
 
-def dataclass_replace(entry: config.SshTarget, **fields) -> config.SshTarget:
+def dataclass_replace(entry: SshEntry, **fields) -> SshEntry:
     return dataclasses.replace(entry, **fields)
 
 
@@ -287,7 +288,7 @@ def test_a_lost_connection_is_an_infrastructure_error(
 def test_nothing_listening_is_an_infrastructure_error(tmp_path: Path, keys: dict) -> None:
     hosts = tmp_path / "known_hosts"
     hosts.write_text("")
-    entry = config.SshTarget(name="t", host="127.0.0.1", port=sshhost.free_port(),
+    entry = SshEntry(name="t", host="127.0.0.1", port=emulated.free_port(),
                              key_file=keys["client"][0], known_hosts=hosts)
     with pytest.raises(InfraError, match="cannot connect"):
         SshTarget(entry, tmp_path, budget()).connect()
@@ -304,18 +305,18 @@ def test_latency_adapts_to_a_target_without_exact_timing() -> None:
 
 
 def test_host_key_file_is_dropbear_format(tmp_path: Path) -> None:
-    made = sshhost.make_keys(tmp_path, 2222)
+    made = emulated.make_keys(tmp_path, 2222)
     line = made.known_hosts.read_text().split()
     assert line[0] == "[127.0.0.1]:2222" and line[1] == "ssh-ed25519"
     entries = {e.name: e for e in _read(made.cpio)}
-    blob = entries[sshhost.HOST_KEY].data
+    blob = entries[emulated.HOST_KEY].data
     # string "ssh-ed25519", string(32-byte seed || 32-byte public key)
     assert blob[:4] == b"\0\0\0\x0b" and blob[4:15] == b"ssh-ed25519"
     assert blob[15:19] == b"\0\0\0\x40" and len(blob) == 19 + 64
     public = paramiko.Ed25519Key(data=paramiko.Message(
         base64.b64decode(line[2])).asbytes())
     assert blob[19 + 32:] == public.asbytes()[-32:]
-    assert entries[sshhost.HOST_KEY].mode & 0o777 == 0o600
+    assert entries[emulated.HOST_KEY].mode & 0o777 == 0o600
     assert made.client_key.stat().st_mode & 0o777 == 0o600
     client = paramiko.Ed25519Key.from_private_key_file(str(made.client_key))
     authorized = entries["root/.ssh/authorized_keys"].data.decode()
@@ -327,10 +328,10 @@ def _read(cpio: Path) -> list:
 
 
 def test_target_yaml_loads_as_a_target(tmp_path: Path) -> None:
-    made = sshhost.make_keys(tmp_path / "k", 4242)
-    entry = config.SshTarget(name="emu", host="127.0.0.1", port=4242,
+    made = emulated.make_keys(tmp_path / "k", 4242)
+    entry = SshEntry(name="emu", host="127.0.0.1", port=4242,
                              key_file=made.client_key, known_hosts=made.known_hosts)
     doc = default_doc()
-    doc.update(yaml.safe_load(sshhost.entry_yaml(entry)))
+    doc.update(yaml.safe_load(emulated.entry_yaml(entry)))
     rig = config.load(write_rig(tmp_path, doc))
     assert rig.target("emu") == entry

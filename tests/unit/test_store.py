@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator import store
 from orchestrator.errors import BadInput
-from orchestrator.results import FAIL, PASS, Case, Measurement, RunRecord
+from orchestrator.results import RunRecord
+from orchestrator.verdicts import FAIL, PASS, Case, Measurement
 
 
 def make_run(results: Path, run_id: str, kernels: dict[str, str], verdict: str = PASS,

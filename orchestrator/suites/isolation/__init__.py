@@ -37,9 +37,9 @@ from collections.abc import Iterator
 
 from orchestrator import guest
 from orchestrator.errors import InfraError, tail
-from orchestrator.results import FAIL, PASS, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.targets import CommandResult, Needs, Target
+from orchestrator.verdicts import FAIL, PASS, Case
 
 PROGRAM = "isolation"
 COUNTERS = ("cycle", "time", "instret")  # SCOUNTEREN bits 0, 1, 2

@@ -1,7 +1,7 @@
 """What a counter read from a Linux guest's user space should give, by the
 guest kernel's documented kernel.perf_user_access rules, and KVM 6.12's
-named deviation where it differs (the counters suite's machinery:
-orchestrator.expect.DEVIATIONS). Written up in docs/counter-access.md.
+named deviation where it differs (orchestrator.verdicts.DEVIATIONS, shared with
+suite counters). Written up in docs/counter-access.md.
 
 A record is one `read` line of guest-tests' linux-counters: a direct read
 (rdcycle, rdtime, rdinstret) or a perf read (perf_event_open + mmap, then
@@ -26,8 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.expect import DEVIATIONS, Deviation, Judgement
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
+from orchestrator.verdicts import DEVIATIONS, FAIL, PASS, Deviation, Judgement
 
 DIRECT_COUNTERS = ("cycle", "time", "instret")
 PERF_COUNTERS = ("cycles", "instructions")
@@ -138,8 +137,7 @@ def judge(record: dict[str, Any], cpus: int) -> Judgement:
         return Judgement(PASS, want, seen, "", exp.rule)
     if exp.deviation and got == exp.kvm_outcome and (
             not count_broken if exp.kvm_counts else _never_counted(record)):
-        return Judgement(KNOWN_DEVIATION, want, seen,
-                         f"{exp.deviation.id}: {exp.deviation.rule}", exp.deviation.id)
+        return exp.deviation.judged(want, seen)
     if count_broken:
         return Judgement(FAIL, want, seen, count_broken[1], count_broken[0])
     return Judgement(FAIL, want, seen, f"{exp.why}; observed: {seen}", exp.rule)

@@ -1,5 +1,5 @@
 """What a guest counter read should give: the privileged spec's answer, KVM 6.12's
-documented answer, and the named deviation when they differ.
+documented answer, and the named deviation (orchestrator.verdicts) when they differ.
 
 The rules and their sources (the privileged spec, QEMU target/riscv/csr.c
 ctr(), Linux arch/riscv/kvm/{main.c, vcpu_insn.c, vcpu_pmu.c}) are written
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.results import FAIL, KNOWN_DEVIATION, PASS
+from orchestrator.verdicts import DEVIATIONS, FAIL, PASS, Deviation, Judgement
 
 CAUSE_ILLEGAL_INSTRUCTION = 2
 CAUSE_VIRTUAL_INSTRUCTION = 22
@@ -56,51 +56,6 @@ ILLEGAL = Outcome("exception", CAUSE_ILLEGAL_INSTRUCTION)
 
 
 @dataclass(frozen=True)
-class Deviation:
-    """A documented way KVM 6.12 breaks the spec; `id` is stable across reports."""
-
-    id: str
-    rule: str
-    source: str
-
-
-DEVIATIONS = {d.id: d for d in (
-    Deviation(
-        "kvm-unconfigured-counter-traps",
-        "a VS read, or a VU read allowed by scounteren, of an implemented counter "
-        "returns a value",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): pmu_ctr_read() fails without a perf event "
-        "(and always for time, cidx 1) -> KVM_INSN_ILLEGAL_TRAP",
-    ),
-    Deviation(
-        "kvm-ignores-guest-scounteren",
-        "a VU read with the guest's scounteren bit 0 raises illegal instruction in the guest",
-        "Linux 6.12 arch/riscv/kvm/vcpu_insn.c csr_insn() -> "
-        "kvm_riscv_vcpu_pmu_read_hpm() never looks at guest_csr.scounteren",
-    ),
-    Deviation(
-        "kvm-skip-match-needs-counter-in-use",
-        "a perf event on cycles or instructions counts, and its user page offers the "
-        "counter, under a guest's kernel.perf_user_access 2 (legacy mode)",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c kvm_riscv_vcpu_pmu_ctr_cfg_match(): "
-        "SBI_PMU_CFG_FLAG_SKIP_MATCH on a counter not yet in use -> SBI_ERR_FAILURE, where "
-        "the SBI spec (PMU extension, sbi_pmu_counter_config_matching) selects the first "
-        "counter of the set unconditionally; drivers/perf/riscv_pmu_sbi.c "
-        "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
-    ),
-    Deviation(
-        "kvm-no-guest-pmu",
-        "an allowed counter read returns the running counter and a VU read with "
-        "scounteren bit 0 raises illegal instruction",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): !init_done (no Sscofpmf) -> cycle/instret 0, "
-        "others KVM_INSN_ILLEGAL_TRAP",
-    ),
-)}
-
-
-@dataclass(frozen=True)
 class Probe:
     """One counter read as the guest set it up."""
 
@@ -132,15 +87,6 @@ class Expectation:
     spec_rule: str
     kvm_rule: str
     deviation: Deviation | None
-
-
-@dataclass(frozen=True)
-class Judgement:
-    verdict: str
-    expected: str
-    observed: str
-    reason: str
-    rule: str
 
 
 def _csr_value(value: Any) -> int:
@@ -273,8 +219,7 @@ def judge(record: dict[str, Any]) -> Judgement:
         return Judgement(FAIL, want, seen, broken[1], broken[0])
     # KVM first: its pinned 0 would also match the spec's unpinned value.
     if exp.deviation and _matches(exp.kvm, record):
-        return Judgement(KNOWN_DEVIATION, want, seen,
-                         f"{exp.deviation.id}: {exp.deviation.rule}", exp.deviation.id)
+        return exp.deviation.judged(want, seen)
     # Spec-correct is a pass even where KVM documents a deviation (it was fixed).
     if _matches(exp.spec, record):
         return Judgement(PASS, want, seen, "", exp.row)

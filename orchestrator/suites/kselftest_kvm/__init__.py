@@ -1,6 +1,6 @@
 """kselftest-kvm: the kernel's own KVM selftests, built from the tree under test.
 
-orchestrator.kselftest builds tools/testing/selftests/kvm from the same
+Its build module builds tools/testing/selftests/kvm from the same
 tree, commit and patches as the host kernel (cached by content); the
 programs travel in the host's initramfs (see host_files). Each runs alone,
 as the kselftest runner runs it: under a per-program timeout, exit 0 is a
@@ -8,7 +8,7 @@ pass, 4 (KSFT_SKIP) a skip, anything else a failure; a timeout, or a host
 that panics or hangs, is an error. A failure is run again up to `reruns`
 times; one that then passes is flaky, and reported so (never as a clean
 pass). Verdicts then go through the series' expectations file
-(orchestrator.kselftest_expect): a known failure is a known-deviation.
+(its expect module): a known failure is a known-deviation.
 
 Case ids (`orchestrator list`), one per program, named as in the Makefile:
   kselftest-kvm/<program>                 e.g. kselftest-kvm/arch_timer
@@ -34,11 +34,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator import kselftest, kselftest_expect, ktap
+from orchestrator import ktap
 from orchestrator.errors import InfraError
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
+from orchestrator.suites.kselftest_kvm import build as kselftest
+from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.targets import Needs, Target
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
 if TYPE_CHECKING:
     from orchestrator.config import KernelSpec, RigConfig

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from orchestrator import cachefile, debian
-from orchestrator.config import SshTarget
 from orchestrator.image import Entry, write_cpio
 from orchestrator.progress import Progress
+from orchestrator.targets.ssh.entry import SshEntry
 
 KERNEL_ARG = "rig.ssh"
 MULTIARCH = "usr/lib/riscv64-linux-gnu"
@@ -178,19 +178,19 @@ def fingerprint(known_hosts: Path) -> str:
 
 
 def prepare(cache_dir: Path, base_initramfs: Path, boot_dir: Path, name: str
-            ) -> tuple[Path, tuple[str, ...], SshTarget]:
+            ) -> tuple[Path, tuple[str, ...], SshEntry]:
     """For one boot: the initrd with SSH, QEMU's network arguments, and the ssh
     target entry that reaches the host once it is ready (keys under boot_dir)."""
     port = free_port()
     keys = make_keys(boot_dir, port)
     initrd = concatenate([base_initramfs, addon_cpio(cache_dir), keys.cpio],
                          boot_dir / "initramfs-ssh.cpio")
-    entry = SshTarget(name=name, host="127.0.0.1", port=port, user="root",
+    entry = SshEntry(name=name, host="127.0.0.1", port=port, user="root",
                       key_file=keys.client_key, known_hosts=keys.known_hosts)
     return initrd, tuple(qemu_network_args(port)), entry
 
 
-def entry_yaml(entry: SshTarget) -> str:
+def entry_yaml(entry: SshEntry) -> str:
     """The rig.yaml `targets:` section that names this host."""
     fields = {"type": "ssh", "host": entry.host, "port": entry.port, "user": entry.user,
               "key_file": str(entry.key_file), "known_hosts": str(entry.known_hosts)}

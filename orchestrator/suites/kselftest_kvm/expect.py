@@ -25,7 +25,7 @@ import yaml
 
 from orchestrator.config import DATA_ROOT
 from orchestrator.errors import BadInput
-from orchestrator.results import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
+from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP
 
 EXPECTATIONS_DIR = DATA_ROOT / "images" / "kselftest"
 RESULTS = ("fail", "skip", "flaky")

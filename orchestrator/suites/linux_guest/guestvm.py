@@ -7,7 +7,7 @@ Three parts, each cached by its inputs:
 - the guest initramfs: busybox, images/initramfs/guest-init as /init, and
   guest-tests' linux-counters;
 - the VMM tree: Debian's riscv64 qemu-system-riscv64 and the libraries it
-  loads (orchestrator.vmm).
+  loads (its vmm module).
 
 They are laid out in one directory that the host mounts read-only over
 virtio-9p (the suite's share, mount tag `linux-guest`):
@@ -25,10 +25,11 @@ import os
 import shutil
 from pathlib import Path
 
-from orchestrator import guest, image, kernel, vmm
+from orchestrator import guest, image, kernel
 from orchestrator.config import DATA_ROOT, KernelSpec, RigConfig
 from orchestrator.errors import InfraError
 from orchestrator.progress import Progress
+from orchestrator.suites.linux_guest import vmm
 
 GUEST_INIT = DATA_ROOT / "images" / "initramfs" / "guest-init"
 PROGRAM = "linux-counters"

@@ -1,6 +1,6 @@
 """counters: KVM guests read cycle, time, instret and hpmcounter3 from VS and
 VU mode under each guest SCOUNTEREN value, with and without the counters
-configured through the SBI PMU; each read is judged by orchestrator.expect
+configured through the SBI PMU; each read is judged by its expect module
 (docs/counter-access.md).
 
 Case ids: counters/<pmu|no-pmu>/<VS|VU>/<counter>/scounteren=<hex>
@@ -12,11 +12,12 @@ import dataclasses
 import re
 from collections.abc import Iterator
 
-from orchestrator import expect, guest
+from orchestrator import guest
 from orchestrator.errors import tail
-from orchestrator.results import FAIL, Case
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
+from orchestrator.suites.counters import expect
 from orchestrator.targets import Target
+from orchestrator.verdicts import Case
 
 PROGRAM = "counters"
 _ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
@@ -98,9 +99,7 @@ class Counters(Suite):
                 continue
             reported.add(cid)
             judged = expect.judge(record)
-            # a failure leads with the rule it broke (a deviation's reason already does)
-            reason = f"{judged.rule}: {judged.reason}" if judged.verdict == FAIL else judged.reason
-            yield self.case(cid, judged.verdict, reason=reason, rule=judged.rule,
+            yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=expect.outcome_of(record), expected=judged.expected,
                             details={"observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from orchestrator.results import FAIL, PASS, Case
 from orchestrator.suites import OUTCOME_MARK, Suite
 from orchestrator.targets import Target
+from orchestrator.verdicts import FAIL, PASS, Case
 
 KVM_BANNER = re.compile(r"kvm \[\d+\]: hypervisor extension available")
 

@@ -31,9 +31,9 @@ from collections.abc import Iterator
 
 from orchestrator import guest, stats
 from orchestrator.errors import BadInput, InfraError, tail
-from orchestrator.results import ERROR, PASS, Case, Measurement
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.targets import Capabilities, Needs, Target
+from orchestrator.verdicts import ERROR, PASS, Case, Measurement
 
 PROGRAM = "latency"
 TESTS = ("sbi-in-kernel", "user-exit", "emulated-csr")

@@ -1,4 +1,4 @@
-"""The SSH target: a running host the rig did not boot (a board, a machine
+"""The SSH connection: a running host the rig did not boot (a board, a machine
 started by another tool), driven with paramiko over SSH and SFTP.
 
 Host keys are checked against the entry's known_hosts file: an unknown key
@@ -21,14 +21,14 @@ import hashlib
 import shlex
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import paramiko
 
 from orchestrator.budget import Budget
-from orchestrator.config import SshTarget as SshEntry
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.targets import Capabilities, CommandResult
+from orchestrator.targets import Capabilities, CommandResult, session_log
+from orchestrator.targets.ssh.entry import SshEntry
 
 READ_CHUNK = 65536
 POLL_SECONDS = 0.2  # how often a waiting command checks its deadline
@@ -75,7 +75,7 @@ class SshTarget:
         self.label = entry.name
         self.budget = budget
         self._where = f"{config_path or 'rig.yaml'}: targets.{entry.name}"
-        self.console_log = log_dir / f"{entry.name}.ssh.log"
+        self.console_log = session_log(entry, log_dir)
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._log: TextIO | None = None
@@ -303,6 +303,9 @@ class SshTarget:
             self._log = None
 
     # -- what the manifest records ---------------------------------------------
+
+    def about(self) -> dict[str, Any]:
+        return {"type": "ssh", "address": self.address, "host_keys": self.entry.host_keys}
 
     def describe(self, out_dir: Path) -> dict:
         """uname -a, the kernel config (saved beside the manifest) and the CPUs' ISA strings."""

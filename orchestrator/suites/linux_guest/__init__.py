@@ -3,12 +3,12 @@ counters from its user space.
 
 For each host kernel.perf_user_access value, the host starts Debian's
 riscv64 QEMU with `-accel kvm -cpu host -M virt` on the guest kernel and
-initramfs (orchestrator.guestvm, shared into the host over virtio-9p). The
+initramfs (its guestvm module, shared into the host over virtio-9p). The
 guest's /init runs linux-counters, which for each guest perf_user_access
 value reads cycle, time and instret directly and cycles and instructions
 through perf_event_open + mmap, hopping between the guest's vCPUs, while
 the host moves the VMM's threads between its CPUs. Each read is judged by
-orchestrator.linux_guest_expect.
+its expect module.
 
 The host keeps the guest's console in a file and hands it over at the end
 (results/<run>/<kernel>/linux-guest-host-pua=<h>.console.log): a guest panic
@@ -24,13 +24,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator import guest, guestvm, vmm
-from orchestrator import linux_guest_expect as rules
+from orchestrator import guest
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, tail
-from orchestrator.results import FAIL, Case
 from orchestrator.suites import Fail, Suite, SuiteConfig
-from orchestrator.targets import Needs, Target
+from orchestrator.suites.linux_guest import expect as rules
+from orchestrator.suites.linux_guest import guestvm, vmm
+from orchestrator.targets import Console, Needs, Target
+from orchestrator.verdicts import Case
 
 MOUNT = "/mnt/linux-guest"
 GUEST_CPUS = 2
@@ -139,6 +140,11 @@ class LinuxGuest(Suite):
     def host_share(self, rig: RigConfig, spec: KernelSpec) -> Path | None:
         return guestvm.share(rig, spec)
 
+    def start_guest_shell(self, target: Console) -> str:
+        target.run(MOUNT_SCRIPT)
+        target.send(vmm_command(SHELL_KERNEL_ARGS, "-nographic"))
+        return "'poweroff -f' ends the guest"
+
     @staticmethod
     def case_id(host_pua: int, guest_pua: int, method: str, counter: str) -> str:
         return f"linux-guest/host-pua={host_pua}/guest-pua={guest_pua}/{method}/{counter}"
@@ -194,8 +200,7 @@ class LinuxGuest(Suite):
                 continue
             reported.add(cid)
             judged = rules.judge(record, cpus)
-            reason = f"{judged.rule}: {judged.reason}" if judged.verdict == FAIL else judged.reason
-            yield self.case(cid, judged.verdict, reason=reason, rule=judged.rule,
+            yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
                             details={**details, "observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]
