@@ -22,10 +22,12 @@ import yaml
 
 from orchestrator.config import DATA_ROOT
 from orchestrator.errors import BadInput
+from orchestrator.verdicts import Deviation
 
 if TYPE_CHECKING:
     from orchestrator.compare import CaseChange, Explainer
-    from orchestrator.results import Case
+    from orchestrator.targets import Target
+    from orchestrator.verdicts import Case
 
 KVM_FILE = DATA_ROOT / "images" / "expectations" / "kvm.yaml"
 KSELFTEST_DIR = DATA_ROOT / "images" / "kselftest"
@@ -66,16 +68,6 @@ class Range:
 
 
 @dataclass(frozen=True)
-class Deviation:
-    """A documented way KVM breaks a spec; `id` is stable across reports."""
-
-    id: str
-    rule: str
-    source: str
-    range: Range = Range(None, None)
-
-
-@dataclass(frozen=True)
 class Entry:
     """One row of a table: conditions (key -> value or list of values) and what follows."""
 
@@ -97,6 +89,7 @@ class KvmExpectations:
     release: str
     path: Path
     deviations: dict[str, Deviation]  # only those holding for release
+    ranges: dict[str, Range]  # every deviation of the file: the versions it holds for
     hcounteren: int
     trapped: tuple[Entry, ...]
     deviation_of: tuple[Entry, ...]
@@ -107,13 +100,12 @@ class KvmExpectations:
         return f"{self.path.name} for {self.release}"
 
     def first(self, table: tuple[Entry, ...], facts: dict[str, Any]) -> dict[str, Any] | None:
-        """The first row of table matching facts whose deviation (if it names one)
-        holds for this kernel."""
-        for entry in table:
-            named = entry.then.get("deviation")
-            if entry.matches(facts) and (named is None or named in self.deviations):
-                return entry.then
-        return None
+        """The first row of table matching facts."""
+        return next((entry.then for entry in table if entry.matches(facts)), None)
+
+    def deviation(self, row: dict[str, Any] | None) -> Deviation | None:
+        """The deviation a row names, if it holds for this kernel."""
+        return self.deviations.get(row["deviation"]) if row else None
 
 
 class _File:
@@ -131,6 +123,7 @@ class _File:
         if not isinstance(checked, list) or not all(isinstance(s, str) for s in checked):
             self.fail("checked", checked, "a list of kernel series such as \"6.12\"")
         self.checked = tuple(checked)
+        self.ranges: dict[str, Range] = {}
         self.deviations = {name: self.deviation(name, entry) for name, entry in
                            self.mapping("deviations", self.doc.get("deviations"), None).items()}
         counters = self.mapping("counters", self.doc.get("counters"),
@@ -170,9 +163,9 @@ class _File:
         for key in ("rule", "source"):
             if not isinstance(entry.get(key), str) or not entry[key].strip():
                 self.fail(f"{where}.{key}", entry.get(key), "a non-empty text")
-        return Deviation(name, " ".join(entry["rule"].split()), " ".join(entry["source"].split()),
-                         Range(self.version(f"{where}.since", entry.get("since")),
-                               self.version(f"{where}.until", entry.get("until"))))
+        self.ranges[name] = Range(self.version(f"{where}.since", entry.get("since")),
+                                  self.version(f"{where}.until", entry.get("until")))
+        return Deviation(name, " ".join(entry["rule"].split()), " ".join(entry["source"].split()))
 
     def table(self, where: str, rows: Any, keys: set[str]) -> tuple[Entry, ...]:
         if not isinstance(rows, list) or not rows:
@@ -199,9 +192,19 @@ def for_release(release: str, path: Path = KVM_FILE) -> KvmExpectations | None:
     data = _load(path)
     if series_of(release) not in data.checked:
         return None
-    holding = {name: d for name, d in data.deviations.items() if d.range.holds(release)}
-    return KvmExpectations(release, path, holding, data.hcounteren, data.trapped,
+    holding = {name: d for name, d in data.deviations.items()
+               if data.ranges[name].holds(release)}
+    return KvmExpectations(release, path, holding, data.ranges, data.hcounteren, data.trapped,
                            data.deviation_of, data.linux_guest)
+
+
+def for_target(target: Target) -> tuple[KvmExpectations | None, str]:
+    """What holds for the kernel a booted host runs (`uname -r`), and the words a
+    case keeps about it (details.expectations): the file and version, or that
+    there is none."""
+    release = target.run("uname -r").output.strip() or "unknown"
+    kvm = for_release(release)
+    return kvm, kvm.where if kvm else no_expectations(release)
 
 
 def no_expectations(release: str, path: Path = KVM_FILE) -> str:
@@ -213,7 +216,7 @@ def no_expectations(release: str, path: Path = KVM_FILE) -> str:
 def explainer(release_a: str, release_b: str, path: Path = KVM_FILE) -> Explainer:
     """explain(change, case on A, case on B) for kernels release_a and release_b: which
     entry of the expectations data accounts for the change, or "" if none does."""
-    from orchestrator import kselftest_expect
+    from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 
     kvm = {side: for_release(release, path) if release else None
            for side, release in (("a", release_a), ("b", release_b))}
@@ -230,7 +233,7 @@ def explainer(release_a: str, release_b: str, path: Path = KVM_FILE) -> Explaine
                 release_b if lost == "b" else release_a, path)
         if rule in not_on.deviations:
             return ""  # the data says it holds on both: the change is not explained
-        return (f"{rule} holds for {holds_on.deviations[rule].range}, not for"
+        return (f"{rule} holds for {holds_on.ranges[rule]}, not for"
                 f" {not_on.release} ({holds_on.path.name})")
 
     def listed(side: str, case_id: str) -> str:
@@ -239,7 +242,7 @@ def explainer(release_a: str, release_b: str, path: Path = KVM_FILE) -> Explaine
         return f"{name}: {known.result} ({known.reason})" if known else f"{name}: not listed"
 
     def explain(change: CaseChange, a: Case | None, b: Case | None) -> str:
-        from orchestrator.results import KNOWN_DEVIATION
+        from orchestrator.verdicts import KNOWN_DEVIATION
 
         if a is not None and a.verdict == KNOWN_DEVIATION and (
                 b is None or b.verdict != KNOWN_DEVIATION or b.rule != a.rule):

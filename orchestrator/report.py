@@ -58,14 +58,18 @@ def headline(comparisons: list[dict]) -> list[str]:
     return lines
 
 
-def kernel_versions(kernels: dict[str, dict]) -> list[str]:
-    """report.md's lines naming each kernel's version and source (manifest kernels)."""
+def kernel_versions(kernels: dict[str, dict], cases: list[Case]) -> list[str]:
+    """report.md's lines naming each kernel's version, source and the expectations its
+    cases were judged by (or that there were none: the cases' details.expectations)."""
     if not kernels:
         return []
-    lines = ["| kernel | version | source |", "|---|---|---|"]
+    lines = ["| kernel | version | source | judged by |", "|---|---|---|---|"]
     for name, built in kernels.items():
+        judged_by = sorted({str(c.details["expectations"]) for c in cases
+                            if c.kernel == name.rsplit(":", 1)[-1] and
+                            c.details.get("expectations")})
         lines.append(f"| {name} | {built.get('release') or 'unknown'}"
-                     f" | {built.get('source') or '-'} |")
+                     f" | {built.get('source') or '-'} | {'; '.join(judged_by) or '-'} |")
     return [*lines, ""]
 
 
@@ -81,7 +85,7 @@ def _changes(changes: list[dict]) -> list[str]:
 
 def markdown(title: str, cases: list[Case], comparisons: list[dict],
              kernels: dict[str, dict] | None = None) -> str:
-    lines = [f"# {title}", "", *kernel_versions(kernels or {}), "```", summary_table(cases),
+    lines = [f"# {title}", "", *kernel_versions(kernels or {}, cases), "```", summary_table(cases),
              "```", ""]
     for comp in comparisons:
         versions = (f" ({comp['b_release']} against {comp['a_release']})"

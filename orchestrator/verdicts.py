@@ -3,10 +3,11 @@ deviations from the spec.
 
 Every suite judges into this vocabulary; results, reports, KTAP, JUnit and
 the nightly comparison read it from here. A deviation is a documented way
-KVM 6.12 departs from the specification: a case that shows it is reported
-as a known-deviation with the deviation's id as its rule, never as a pass.
+KVM departs from the specification: a case that shows it is reported as a
+known-deviation with the deviation's id as its rule, never as a pass.
 Several suites meet the same deviation (a counter read in a bare guest and
-in a Linux guest's user space), so the catalogue lives here, once.
+in a Linux guest's user space); the catalogue, with the kernel versions each
+holds for, is data: images/expectations/kvm.yaml (orchestrator.expectations).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class Judgement:
 
 @dataclass(frozen=True)
 class Deviation:
-    """A documented way KVM 6.12 breaks the spec; `id` is stable across reports."""
+    """A documented way KVM breaks the spec; `id` is stable across reports. Which
+    deviations hold for which kernel versions is data (orchestrator.expectations)."""
 
     id: str
     rule: str
@@ -95,39 +97,3 @@ class Deviation:
     def judged(self, expected: str, observed: str) -> Judgement:
         """The judgement of an observation that shows this deviation."""
         return Judgement(KNOWN_DEVIATION, expected, observed, f"{self.id}: {self.rule}", self.id)
-
-
-DEVIATIONS = {d.id: d for d in (
-    Deviation(
-        "kvm-unconfigured-counter-traps",
-        "a VS read, or a VU read allowed by scounteren, of an implemented counter "
-        "returns a value",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): pmu_ctr_read() fails without a perf event "
-        "(and always for time, cidx 1) -> KVM_INSN_ILLEGAL_TRAP",
-    ),
-    Deviation(
-        "kvm-ignores-guest-scounteren",
-        "a VU read with the guest's scounteren bit 0 raises illegal instruction in the guest",
-        "Linux 6.12 arch/riscv/kvm/vcpu_insn.c csr_insn() -> "
-        "kvm_riscv_vcpu_pmu_read_hpm() never looks at guest_csr.scounteren",
-    ),
-    Deviation(
-        "kvm-skip-match-needs-counter-in-use",
-        "a perf event on cycles or instructions counts, and its user page offers the "
-        "counter, under a guest's kernel.perf_user_access 2 (legacy mode)",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c kvm_riscv_vcpu_pmu_ctr_cfg_match(): "
-        "SBI_PMU_CFG_FLAG_SKIP_MATCH on a counter not yet in use -> SBI_ERR_FAILURE, where "
-        "the SBI spec (PMU extension, sbi_pmu_counter_config_matching) selects the first "
-        "counter of the set unconditionally; drivers/perf/riscv_pmu_sbi.c "
-        "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
-    ),
-    Deviation(
-        "kvm-no-guest-pmu",
-        "an allowed counter read returns the running counter and a VU read with "
-        "scounteren bit 0 raises illegal instruction",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): !init_done (no Sscofpmf) -> cycle/instret 0, "
-        "others KVM_INSN_ILLEGAL_TRAP",
-    ),
-)}

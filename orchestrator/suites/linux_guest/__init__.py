@@ -24,9 +24,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator import guest
+from orchestrator import expectations, guest
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, tail
+from orchestrator.expectations import KvmExpectations
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.linux_guest import expect as rules
 from orchestrator.suites.linux_guest import guestvm, vmm
@@ -158,12 +159,14 @@ class LinuxGuest(Suite):
                 for counter in counters]
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        kvm = expectations.for_target(target)  # the host's KVM is what the guest meets
         for host_pua in dict.fromkeys(self.cfg.host_perf_user_access):
             wanted = [i for i in ids if (m := _ID.match(i)) and int(m.group(1)) == host_pua]
             if wanted:
-                yield from self._guest_run(target, host_pua, wanted)
+                yield from self._guest_run(target, host_pua, wanted, kvm)
 
-    def _guest_run(self, target: Target, host_pua: int, ids: list[str]) -> Iterator[Case]:
+    def _guest_run(self, target: Target, host_pua: int, ids: list[str],
+                   kvm: tuple[KvmExpectations | None, str]) -> Iterator[Case]:
         guest_values = sorted({int(_ID.match(i).group(2)) for i in ids})
         kernel_args = (f"console=ttyS0 panic=-1 quiet rig.perf-user-access="
                        f"{','.join(map(str, guest_values))} rig.hops={self.cfg.hops}")
@@ -182,11 +185,11 @@ class LinuxGuest(Suite):
         found = _RUN.search(result.output)
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
-                   "guest_boot_seconds": _boot_seconds(run)}
-        yield from self._judged(host_pua, ids, guest_console, run, details)
+                   "guest_boot_seconds": _boot_seconds(run), "expectations": kvm[1]}
+        yield from self._judged(host_pua, ids, guest_console, run, details, kvm[0])
 
     def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
-                details: dict) -> Iterator[Case]:
+                details: dict, kvm: KvmExpectations | None) -> Iterator[Case]:
         records = guest.parse_records(console)
         start = next((r for r in records if r.get("kind") == "start"), {})
         cpus = int(start.get("cpus", GUEST_CPUS))
@@ -199,7 +202,7 @@ class LinuxGuest(Suite):
             if cid not in ids or cid in reported:
                 continue
             reported.add(cid)
-            judged = rules.judge(record, cpus)
+            judged = rules.judge(record, cpus, kvm)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
                             details={**details, "observed": judged.observed, "record": record})
