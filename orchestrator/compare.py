@@ -4,7 +4,10 @@
   `differs()`;
 - measurements: per case with a measurement on both sides, the figures,
   difference, ratio and verdict (orchestrator.stats: exact under icount,
-  bootstrap CI and Mann-Whitney for distributions).
+  bootstrap CI and Mann-Whitney for distributions);
+- gone / new: the cases one side has and the other has not (a suite that did
+  not run, cases that appeared): no behaviour is compared for them, and a
+  comparison says so rather than reporting none as differing.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class Difference:
 def _differs(a: Case, b: Case) -> str | None:
     suite = registry().get(a.suite)
     why = suite.differs(a, b) if suite else None
-    if why is None and a.verdict != b.verdict:
+    if why is None and (suite.verdicts_differ(a, b) if suite else a.verdict != b.verdict):
         why = f"verdict {b.verdict} vs {a.verdict}"
     return why
 
@@ -165,10 +168,17 @@ def case_changes(a: list[Case], b: list[Case], figures: dict[str, dict],
 ExplainerFor = Callable[[str, str], Explainer]
 
 
+def only_in(a: list[Case], b: list[Case]) -> list[str]:
+    """The ids of a's cases that b does not have, in a's order."""
+    present = {c.id for c in b}
+    return [c.id for c in a if c.suite != DIFFERS and c.id not in present]
+
+
 def compare(a: Side, b: Side, explainer: ExplainerFor | None = None) -> dict:
     explain = explainer(a.release, b.release) if explainer else _no_explanation
     figures = measurements(a.cases, b.cases)
     return {"a": a.label, "b": b.label, "a_release": a.release, "b_release": b.release,
             "measurements": figures,
             "differences": [d.__dict__ for d in differences(a.cases, b.cases, a.label)],
+            "gone": only_in(a.cases, b.cases), "new": only_in(b.cases, a.cases),
             "changes": [c.__dict__ for c in case_changes(a.cases, b.cases, figures, explain)]}

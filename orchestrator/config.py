@@ -19,6 +19,7 @@ from typing import Any, Union
 
 import yaml
 
+from orchestrator import validate
 from orchestrator.errors import BadInput
 from orchestrator.suites import SuiteConfig, registry
 from orchestrator.targets import kinds
@@ -31,7 +32,11 @@ MAX_SMP = 512  # QEMU virt's hart limit
 TCG_THREADS = ("single", "multi")
 MEMORY_MB = (128, 64 * 1024)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([MGTmgt]?)$")
+_MEMORY = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)([MGTmgt]?)")  # matched whole (fullmatch)
+MAX_YAML_DEPTH = 32  # rig.yaml nests 4 levels; the loader recurses per level
+MAX_SECONDS = 7 * 24 * 3600  # a timeout beyond a week is a typo (and overflows select())
+# what QEMU options and LAVA's device template take as one word: -machine, -cpu, -icount
+QEMU_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9,=._+-]*")
 # rig.yaml, images/ and guest-tests/: shipped inside the package when installed
 # (setup.py copies them to orchestrator/_data), beside it in a clone.
 PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
@@ -62,7 +67,7 @@ class QemuConfig:
     @property
     def memory_mb(self) -> int:
         """-m in MiB (QEMU's suffixes M, G, T; no suffix is MiB)."""
-        number, unit = _MEMORY.match(self.memory).groups()
+        number, unit = _MEMORY.fullmatch(self.memory).groups()
         return int(float(number) * {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[unit.upper()])
 
 
@@ -77,7 +82,7 @@ class TimeoutsConfig:
 
 
 # What may turn `orchestrator nightly` red (exit 1), compared with the previous run.
-NIGHTLY_CHECKS = ("new-failures", "slower")
+NIGHTLY_CHECKS = ("new-failures", "slower", "gone-cases")
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,9 @@ class RigConfig:
         return self.targets[name]
 
 
+RESULTS_ENV = "RIG_RESULTS_DIR"
+
+
 def default_cache_dir() -> Path:
     explicit = os.environ.get("RIG_CACHE_DIR")
     if explicit:
@@ -207,10 +215,7 @@ class Reader:
 
     def fail(self, where: str, value: Any, expected: str) -> typing.NoReturn:
         where = _CONTROL.sub(lambda m: repr(m.group())[1:-1], where)  # keys are user text
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:60] + f"... ({len(shown)} characters)"
-        raise BadInput(f"{self.path}: {where}: got {shown}, expected {expected}")
+        raise BadInput(f"{self.path}: {where}: got {validate.shown(value)}, expected {expected}")
 
     def mapping(self, where: str, value: Any, allowed: typing.Iterable[str]) -> dict:
         if not isinstance(value, dict):
@@ -218,8 +223,7 @@ class Reader:
         allowed = list(allowed)
         for key in value:
             if key not in allowed:
-                shown = key if isinstance(key, str) and _NAME.match(key) else repr(key)[:40]
-                shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], shown)
+                shown = key if validate.is_name(key) else validate.shown(key)
                 raise BadInput(
                     f"{self.path}: {where}.{shown}: unknown key"
                     f" (expected one of: {', '.join(allowed)})"
@@ -290,13 +294,12 @@ def _looks_like_a_patch(path: Path) -> bool:
     return bool(re.search(r"^--- \S.*\n\+\+\+ \S.*\n@@ ", text, re.MULTILINE))
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 def _name(reader: Reader, where: str, value: Any) -> str:
+    """A name that becomes part of paths, scripts and QEMU options: the rig's one
+    name rule (orchestrator.validate)."""
     text = reader.scalar(where, value, str)
-    if not _NAME.match(text):
-        reader.fail(where, value, "a name of letters, digits, '.', '_' and '-'")
+    if not validate.is_name(text):
+        reader.fail(where, value, validate.NAME_RULE)
     return text
 
 
@@ -325,7 +328,10 @@ def _source(reader: Reader, name: str, value: Any) -> Source:
         tree = (reader.base / reader.scalar(f"{where}.git", raw["git"], str)).resolve()
         if not (tree / ".git").exists() and not (tree / "HEAD").is_file():
             reader.fail(f"{where}.git", raw["git"], f"a git tree (no repository at {tree})")
-        return GitSource(name, tree, reader.scalar(f"{where}.ref", raw["ref"], str))
+        ref = reader.scalar(f"{where}.ref", raw["ref"], str)
+        if ref.startswith("-") or _CONTROL.search(ref) or not ref:  # never a git option
+            reader.fail(f"{where}.ref", ref, "a commit-ish (a branch, tag or commit)")
+        return GitSource(name, tree, ref)
     reader.fail(where, value, "either 'debian_package: NAME' (and optionally 'version:')"
                 " or both 'git: PATH' and 'ref: REF'")
 
@@ -357,6 +363,9 @@ def _guest(reader: Reader, value: Any, sources: dict[str, Source]) -> GuestSpec:
         if name not in sources:
             reader.fail("guest.source", name, f"one of the sources: {', '.join(sources)}")
         source = sources[name]
+    if "config" in raw and raw["config"] is None:  # would build the guest with no fragment
+        reader.fail("guest.config", None, "a list of config fragment files (leave the key"
+                                          " out for the host's fragments + the guest's)")
     config = reader.file_list("guest.config", raw["config"]) if "config" in raw else None
     return GuestSpec(source=source, patches=reader.patch_list("guest.patches", raw.get("patches")),
                      config=config)
@@ -393,8 +402,17 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        # Aliases can expand exponentially ("billion laughs"): count them first.
-        aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, yaml.SafeLoader))
+        # Aliases can expand exponentially ("billion laughs") and the loader recurses
+        # per nesting level: count both in the event stream (no recursion) first.
+        aliases = depth = 0
+        for event in yaml.parse(text, yaml.SafeLoader):
+            aliases += isinstance(event, yaml.AliasEvent)
+            depth += isinstance(event, yaml.CollectionStartEvent)
+            depth -= isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1
+                raise BadInput(f"{path}: line {line}: nested deeper than {MAX_YAML_DEPTH}"
+                               " levels; not a rig description")
         if aliases > MAX_YAML_ALIASES:
             raise BadInput(f"{path}: {aliases} YAML aliases; at most {MAX_YAML_ALIASES}")
         return yaml.load(text, _StrictLoader)  # noqa: S506 (a SafeLoader)
@@ -405,20 +423,34 @@ def read_yaml(path: Path) -> Any:
         raise BadInput(f"{path}: {line}invalid YAML: {problem}") from None
 
 
+def _suite_config(reader: Reader, name: str, value: Any) -> SuiteConfig:
+    cls = registry()[name]
+    where = f"suites.{name}"
+    cfg = reader.dataclass(where, value, cls.Config)
+
+    def fail(key: str, found: Any, expected: str) -> typing.NoReturn:
+        reader.fail(f"{where}.{key}", found, expected)
+
+    cls.validate(cfg, fail)
+    return cfg
+
+
 def _suites(reader: Reader, value: Any) -> dict[str, SuiteConfig]:
     suites = registry()
     raw = reader.mapping("suites", value or {}, suites)
-    configs = {}
-    for name, cls in suites.items():
-        where = f"suites.{name}"
-        cfg = reader.dataclass(where, raw.get(name), cls.Config)
+    return {name: _suite_config(reader, name, raw.get(name)) for name in suites}
 
-        def fail(key: str, found: Any, expected: str, where: str = where) -> typing.NoReturn:
-            reader.fail(f"{where}.{key}", found, expected)
 
-        cls.validate(cfg, fail)
-        configs[name] = cfg
-    return configs
+def saved_suite_config(path: Path, name: str, saved: Any) -> SuiteConfig:
+    """A suite's configuration as a run or an export saved it (manifest.json,
+    plan.json: foreign input), checked by the rules rig.yaml's is checked by.
+    Keys this rig does not know (a run of another version) are left out."""
+    if name not in registry():
+        raise BadInput(f"{path}: suites: no suite {validate.shown(name)} in this rig")
+    if isinstance(saved, dict):
+        known = {f.name for f in dataclasses.fields(registry()[name].Config)}
+        saved = {k: v for k, v in saved.items() if k in known}
+    return _suite_config(Reader(path), name, saved)
 
 
 def _targets(reader: Reader, value: Any) -> dict[str, Any]:
@@ -442,25 +474,39 @@ def _targets(reader: Reader, value: Any) -> dict[str, Any]:
     return targets
 
 
-def _qemu(reader: Reader, value: Any) -> QemuConfig:
-    qemu = reader.dataclass("qemu", value, QemuConfig)
+def _qemu(reader: Reader, where: str, value: Any) -> QemuConfig:
+    qemu = reader.dataclass(where, value, QemuConfig)
     if not 1 <= qemu.smp <= MAX_SMP:
-        reader.fail("qemu.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
+        reader.fail(f"{where}.smp", qemu.smp, f"an integer from 1 to {MAX_SMP}")
     if qemu.tcg_thread not in (None, *TCG_THREADS):
-        reader.fail("qemu.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
-    if not _MEMORY.match(qemu.memory) or not (
+        reader.fail(f"{where}.tcg_thread", qemu.tcg_thread, " or ".join(TCG_THREADS))
+    for key in ("machine", "cpu", "icount"):
+        if getattr(qemu, key) is not None and not QEMU_WORD.fullmatch(getattr(qemu, key)):
+            reader.fail(f"{where}.{key}", getattr(qemu, key),
+                        "one word of letters, digits and ',=._+-' (a QEMU option value)")
+    for key in ("binary", "append"):
+        if _CONTROL.search(getattr(qemu, key)):
+            reader.fail(f"{where}.{key}", getattr(qemu, key), "one line of text")
+    if not _MEMORY.fullmatch(qemu.memory) or not (
             MEMORY_MB[0] <= qemu.memory_mb <= MEMORY_MB[1]):
-        reader.fail("qemu.memory", qemu.memory,
+        reader.fail(f"{where}.memory", qemu.memory,
                     f"a size such as 512M or 2G, from {MEMORY_MB[0]}M to {MEMORY_MB[1] // 1024}G")
     return qemu
+
+
+def saved_qemu_config(path: Path, where: str, saved: Any) -> QemuConfig:
+    """A machine as an export saved it (plan.json: foreign input), checked by the
+    rules of rig.yaml's qemu:."""
+    return _qemu(Reader(path), where, saved)
 
 
 def _timeouts(reader: Reader, value: Any) -> TimeoutsConfig:
     timeouts = reader.dataclass("timeouts", value, TimeoutsConfig)
     for key in ("build", "boot", "command", "job"):
         seconds = getattr(timeouts, key)
-        if seconds is not None and not seconds > 0:
-            reader.fail(f"timeouts.{key}", seconds, "a number of seconds > 0")
+        if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+            reader.fail(f"timeouts.{key}", seconds, f"a number of seconds > 0 and at most"
+                                                     f" {MAX_SECONDS} (a week)")
     return timeouts
 
 
@@ -495,14 +541,15 @@ def _kernels(reader: Reader, value: Any, sources: dict[str, Source]) -> tuple[Ke
 
 def load(path: Path | str | None = None, results_dir: Path | None = None) -> RigConfig:
     """Load rig.yaml (default: ./rig.yaml, else the embedded one); results go to
-    its `results_dir`, else results_dir, else ./results."""
+    its `results_dir`, else results_dir, else $RIG_RESULTS_DIR, else ./results
+    (as the cache goes to `cache_dir`, else $RIG_CACHE_DIR)."""
     path = Path(path or default_config_path()).resolve()
     doc = read_yaml(path)
     reader = Reader(path)
     top = reader.mapping("(top level)", doc,
                          ["qemu", "sources", "kernels", "guest", "suites", "timeouts", "nightly",
                           "targets", "cache_dir", "results_dir"])
-    qemu = _qemu(reader, top.get("qemu"))
+    qemu = _qemu(reader, "qemu", top.get("qemu"))
     timeouts = _timeouts(reader, top.get("timeouts"))
     nightly = _nightly(reader, top.get("nightly"))
     sources = _sources(reader, top.get("sources"))
@@ -524,7 +571,8 @@ def load(path: Path | str | None = None, results_dir: Path | None = None) -> Rig
         sources=sources,
         kernels=kernels,
         cache_dir=directory("cache_dir", default_cache_dir()),
-        results_dir=directory("results_dir", (results_dir or Path("results")).resolve()),
+        results_dir=directory("results_dir", (results_dir or Path(
+            os.environ.get(RESULTS_ENV) or "results")).resolve()),
         suites=suites,
         timeouts=timeouts,
         nightly=nightly,

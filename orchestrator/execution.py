@@ -7,10 +7,11 @@ ssh host (orchestrator.runner.run_target) and the replay of a LAVA job's log
   target), its console log and, for a failure or an error, the command that
   reruns it alone (`rerun_command`);
 - a suite whose needs the target cannot meet is skipped, with the reason;
-- an infrastructure error (a panic, a timeout, a lost connection) ends the
-  suite: the cases it has not reported become `error` cases carrying the
-  cause, and the cases before it are kept; a failure before any suite could
-  start (a build, a boot) does the same for every case it prevented.
+- an infrastructure error (a panic, a timeout, a lost connection), or output
+  of the host's programs the suite cannot read, ends the suite: the cases it
+  has not reported become `error` cases carrying the cause, and the cases
+  before it are kept; a failure before any suite could start (a build, a
+  boot) does the same for every case it prevented.
 Suites whose needs give the same machine share a boot (`machine_groups`);
 after all kernels, `add_differs` records each case that behaves differently
 than on the first kernel of its source.
@@ -23,6 +24,7 @@ import itertools
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -159,6 +161,19 @@ class Execution:
             print(f"[{label}] {suite.name}: {exc.message}", file=sys.stderr)
             for case in suite.errors([i for i in ids if i not in done], exc.message,
                                      exc.details):
+                self.add(case, target.console_log)
+            return
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            # what a host's programs print is foreign input: output a suite cannot read
+            # (a record without a field it needs) ends the suite like an infrastructure
+            # error, never the run; the traceback says where, should it be the rig's bug
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            message = (f"suite {suite.name} could not read the host's output:"
+                       f" {type(exc).__name__}: {str(exc)[:200]}"
+                       f" ({Path(where.filename).name}:{where.lineno})")
+            print(f"[{label}] {message}", file=sys.stderr)
+            for case in suite.errors([i for i in ids if i not in done], message,
+                                     traceback.format_exc()):
                 self.add(case, target.console_log)
             return
         for case in suite.errors([i for i in ids if i not in done],

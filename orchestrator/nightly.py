@@ -21,8 +21,9 @@ and each measurement is compared with orchestrator.compare.measurements
 
 Exit code: the run's own meanings first (2 bad input, 3 infrastructure,
 130 interrupted); else 1 when rig.yaml `nightly.fail_on` names a change that
-happened (`new-failures`, `slower`), else 0: a failure known from the
-previous night does not turn the nightly red again.
+happened (`new-failures`, `slower`, `gone-cases`: cases the previous run had
+that this one lacks, e.g. a suite that stopped running), else 0: a failure
+known from the previous night does not turn the nightly red again.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import compare, store
 from orchestrator.config import NightlyConfig
@@ -38,9 +39,13 @@ from orchestrator.errors import EXIT_INFRA, EXIT_OK, EXIT_TEST_FAILURE, BadInput
 from orchestrator.suites import registry
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, Case
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 KINDS = ("new-failures", "new-errors", "fixed", "changed-deviations", "changed-behaviour",
          "new-cases", "gone-cases")
 SECTION = "## Since the previous run"
+TREND_PNG = "trend.png"
 BUILD_FIELDS = ("source", "patches", "config_sha256", "toolchain")
 
 
@@ -166,7 +171,8 @@ def since_previous(db: store.Store, run: store.StoredRun) -> list[KernelChanges]
 def exit_code(run_code: int, found: list[KernelChanges], policy: NightlyConfig) -> int:
     if run_code == EXIT_INFRA:
         return EXIT_INFRA
-    red = (("new-failures" in policy.fail_on and any(k.cases["new-failures"] for k in found))
+    red = (any(k.cases[kind] for kind in ("new-failures", "gone-cases") if kind in policy.fail_on
+               for k in found)
            or ("slower" in policy.fail_on and any(k.slower() for k in found)))
     return EXIT_TEST_FAILURE if red else EXIT_OK
 
@@ -237,11 +243,21 @@ def summary(found: list[KernelChanges]) -> list[str]:
         lines += [f"  {change}" for change in k.build_changes]
         for c in k.cases["new-failures"]:
             lines.append(f"  new failure: {c.id}: {c.why}")
+        gone = k.cases["gone-cases"]
+        if gone:
+            lines.append(f"  gone: {len(gone)} case(s) of {k.baseline_run} not run:"
+                         f" {', '.join(c.id for c in gone[:5])}{', ...' if len(gone) > 5 else ''}")
         for cid in k.slower():
             m = k.measurements[cid]
             lines.append(f"  slower: {cid}: {m['difference']:+.1f} {m['unit']} ({m['rule']})")
     lines.append(f"{_changes(sum(k.count() for k in found))} since the previous run")
     return lines
+
+
+# Kernels drawn in one panel: each its own marker and line style, and its points
+# set a little apart, so two kernels with the same figures stay two visible series.
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINES = ("-", "--", ":", "-.")
 
 
 def version_changes(points: list[dict]) -> list[tuple[str, float, str]]:
@@ -253,38 +269,44 @@ def version_changes(points: list[dict]) -> list[tuple[str, float, str]]:
     return changes
 
 
-def plot_trends(path: Path, trends: list[dict]) -> bool:
-    """One panel per measurement, one line per kernel; False if nothing is measured."""
+def trend_figure(title: str, trends: list[dict]) -> Figure | None:
+    """One panel per measurement, one series per kernel over the runs (oldest
+    first); None if nothing is measured."""
     if not trends:
-        return False
-    import matplotlib
+        return None
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = sorted({t["case"] for t in trends})
-    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
-    for ax, cid in zip(axes[0], cases, strict=True):
-        for t in (t for t in trends if t["case"] == cid):
-            xs = [p["run"] for p in t["points"]]
+    cases = list(dict.fromkeys(t["case"] for t in trends))
+    fig = Figure(figsize=(5.5 * len(cases), 4.5))
+    axes = fig.subplots(1, len(cases), squeeze=False)[0]
+    for ax, cid in zip(axes, cases, strict=True):
+        mine = [t for t in trends if t["case"] == cid]
+        when = {p["run"]: p.get("recorded", 0) for t in mine for p in t["points"]}
+        runs = sorted(when, key=lambda run: (when[run], run))
+        width = 0.3 / max(len(mine) - 1, 1)
+        for i, t in enumerate(mine):
+            offset = (i - (len(mine) - 1) / 2) * width if len(mine) > 1 else 0.0
+            xs = [runs.index(p["run"]) + offset for p in t["points"]]
             ys = [p["value"] for p in t["points"]]
+            style = {"marker": _MARKERS[i % len(_MARKERS)],
+                     "linestyle": _LINES[i % len(_LINES)], "label": t["kernel"]}
             if all("q1" in p for p in t["points"]):
                 low = [p["value"] - p["q1"] for p in t["points"]]
                 high = [p["q3"] - p["value"] for p in t["points"]]
-                ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=t["kernel"])
+                ax.errorbar(xs, ys, yerr=[low, high], capsize=3, **style)
             else:
-                ax.plot(xs, ys, marker="o", label=t["kernel"])
-            for x, y, release in version_changes(t["points"]):
-                ax.annotate(release, (x, y), textcoords="offset points", xytext=(0, 8),
-                            fontsize=6, ha="center", arrowprops={"arrowstyle": "-"})
+                ax.plot(xs, ys, **style)
+            for run, value, release in version_changes(t["points"]):
+                ax.annotate(release, (runs.index(run) + offset, value), xytext=(0, 8),
+                            textcoords="offset points", fontsize=6, ha="center",
+                            arrowprops={"arrowstyle": "-"})
             ax.set_ylabel(f"{t['unit']} (emulated)")
-        ax.set_title(cid)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.set_xticks(range(len(runs)), runs, rotation=30, fontsize=7, ha="right")
+        ax.set_title(cid, fontsize=9)
         ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def write(run_dir: Path, found: list[KernelChanges], trends: list[dict]) -> None:
@@ -292,7 +314,10 @@ def write(run_dir: Path, found: list[KernelChanges], trends: list[dict]) -> None
     (run_dir / "changes.json").write_text(json.dumps(
         {"kernels": to_json(found), "changes": sum(k.count() for k in found),
          "trends": trends}, indent=1) + "\n")
-    png = "trend.png" if plot_trends(run_dir / "trend.png", trends) else None
+    fig = trend_figure(f"Trend up to run {run_dir.name}", trends)
+    if fig is not None:
+        fig.savefig(run_dir / TREND_PNG, dpi=100)
+    png = TREND_PNG if fig is not None else None
     report = run_dir / "report.md"
     head = report.read_text() if report.is_file() else f"# Run {run_dir.name}\n"
     head = head.split("\n" + SECTION)[0]  # written again, e.g. by `nightly --from`

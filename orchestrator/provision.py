@@ -31,12 +31,14 @@ PACKAGES = (
 )
 PYTHON_MODULES = {"yaml": "pyyaml", "pexpect": "pexpect", "paramiko": "paramiko",
                   "numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib",
-                  "pytest": "pytest"}
-# `setup --lava`: the LAVA dispatcher (lava-run) for running exported jobs here
-# (orchestrator.lava). It needs python3-guestfs, hence qemu-system-x86, which must
-# come from the suite the rig's QEMU came from (bookworm-backports on Debian 12),
-# or apt would want bookworm's 7.2 qemu-system-common back.
-LAVA_PACKAGE = "lava-dispatcher"
+                  "jsonschema": "jsonschema", "pytest": "pytest"}
+# `setup --lava`: a LAVA lab on this machine (tests/integration/lava_lab.py starts
+# it without systemd): the dispatcher (lava-run, lava-worker), the server (Django
+# app, scheduler; gunicorn) and PostgreSQL, all from Debian. The dispatcher needs
+# python3-guestfs, hence qemu-system-x86, which must come from the suite the rig's
+# QEMU came from (bookworm-backports on Debian 12), or apt would want bookworm's
+# 7.2 qemu-system-common back. Recommends stay out (apache2, lava-coordinator).
+LAVA_PACKAGES = ("lava-dispatcher", "lava-server", "postgresql")
 QEMU_X86 = "qemu-system-x86"
 BACKPORTS_SOURCE = Path("/etc/apt/sources.list.d/riscv-kvm-rig-backports.sources")
 
@@ -118,21 +120,22 @@ def plan(installed: dict[str, str], qemu_candidates: list[tuple[str, str]], code
     return result
 
 
-def lava_packages(lava_installed: bool, qemu_suite: str) -> list[str]:
-    """apt arguments that install the LAVA dispatcher beside the rig's QEMU."""
-    if lava_installed:
-        return []
-    if qemu_suite.endswith("-backports"):
-        return [LAVA_PACKAGE, f"{QEMU_X86}/{qemu_suite}"]
-    return [LAVA_PACKAGE]
+def lava_packages(installed: dict[str, str], qemu_suite: str) -> list[str]:
+    """apt arguments that install the missing LAVA packages beside the rig's QEMU
+    (installed: package -> version, '' if absent)."""
+    missing = [p for p in LAVA_PACKAGES if not installed.get(p)]
+    if "lava-dispatcher" in missing and qemu_suite.endswith("-backports"):
+        missing.append(f"{QEMU_X86}/{qemu_suite}")
+    return missing
 
 
 def setup_lava(dry_run: bool) -> int:
     qemu = _dpkg_version(QEMU_PACKAGE)
     suite = next((s for v, s in _candidates(QEMU_PACKAGE) if v == qemu), "")
-    todo = lava_packages(bool(_dpkg_version(LAVA_PACKAGE)), suite)
+    installed = {p: _dpkg_version(p) for p in LAVA_PACKAGES}
+    todo = lava_packages(installed, suite)
     if not todo:
-        print(f"setup: {LAVA_PACKAGE} {_dpkg_version(LAVA_PACKAGE)} is installed")
+        print("setup: " + ", ".join(f"{p} {v}" for p, v in installed.items()) + " installed")
         return 0
     print(f"setup: {'would' if dry_run else 'will'} apt install --no-install-recommends"
           f" {' '.join(todo)}")

@@ -17,7 +17,6 @@ The bundle holds:
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -26,20 +25,27 @@ import stat
 import tarfile
 from pathlib import Path
 
-from orchestrator import guest, image
-from orchestrator.config import RigConfig
+from orchestrator import guest, image, validate
+from orchestrator.config import RigConfig, saved_suite_config
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import DIFFERS, load_cases
-from orchestrator.suites import OUTCOME_MARK, SuiteConfig, outcome_line, registry
+from orchestrator.results import DIFFERS, MANIFEST, load_cases, load_manifest
+from orchestrator.suites import OUTCOME_MARK, outcome_line, registry
+from orchestrator.validate import shown
 from orchestrator.verdicts import Case
 
 CASE_SCRIPT = "rig-case.sh"
 RUN_TIMEOUT = 600  # seconds run.sh lets QEMU run (TIMEOUT=... overrides)
 
+# Values from the run reach the script only as quoted assignments, never
+# inside its text: a run directory is foreign input.
 RUN_SH = """#!/bin/sh
-# Reruns {case_id} on kernel {kernel} (run {run_id} of riscv-kvm-rig).
+# Reruns one case of a riscv-kvm-rig run (case.json has its record).
 # Needs qemu-system-riscv64 (or QEMU=/path/to/it) and a POSIX shell, nothing else.
 # Exit: 0 same outcome as the run, 1 a different one, 3 QEMU or the host failed.
+case_id={case_id}
+kernel={kernel}
+run_id={run_id}
+verdict={verdict}
 cd "$(dirname "$0")" || exit 3
 QEMU=${{QEMU:-qemu-system-riscv64}}
 command -v "$QEMU" >/dev/null 2>&1 || {{ echo "run.sh: $QEMU not found" >&2; exit 3; }}
@@ -53,8 +59,8 @@ wait "$qemu"
 kill "$watchdog" 2>/dev/null
 observed=$(tr -d '\\r' <console.log | sed -n 's/^{mark} //p' | tail -n 1)
 expected=$(cat outcome.txt)
-echo "case: {kernel} {case_id}"
-echo "recorded outcome: $expected (verdict {verdict} in run {run_id})"
+echo "case: $kernel $case_id"
+echo "recorded outcome: $expected (verdict $verdict in run $run_id)"
 if [ -z "$observed" ]; then
     echo "no outcome: the host did not finish the case; see console.log" >&2
     tail -n 20 console.log >&2
@@ -78,15 +84,17 @@ def find_case(results_dir: Path, case_id: str, kernel: str | None,
         candidates = [run_dir]
     else:
         candidates = sorted((d for d in results_dir.iterdir()
-                             if (d / "manifest.json").is_file()),
-                            key=lambda d: (d / "manifest.json").stat().st_mtime, reverse=True
+                             if (d / MANIFEST).is_file() and not d.is_symlink()),
+                            key=lambda d: (d / MANIFEST).stat().st_mtime, reverse=True
                             ) if results_dir.is_dir() else []
     for directory in candidates:
         try:
             cases = [c for c in load_cases(directory) if c.id == wanted
                      and (kernel is None or c.kernel == kernel)]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        except BadInput:
+            if run_dir is not None:
+                raise
+            continue  # not a run this rig can read: the newest one that is
         if len(cases) > 1:
             raise BadInput(f"{case_id}: run {directory.name} has it on several kernels"
                            f" ({', '.join(c.kernel for c in cases)}): add --kernel")
@@ -97,27 +105,69 @@ def find_case(results_dir: Path, case_id: str, kernel: str | None,
                    f" in {where}")
 
 
-def _suite_config(cls: type, saved: dict | None, fallback: SuiteConfig) -> SuiteConfig:
-    """The suite's configuration as the run had it (manifest), lists back to tuples."""
-    if not saved:
-        return fallback
-    names = {f.name for f in dataclasses.fields(cls.Config)}
-    return cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                         for k, v in saved.items() if k in names})
+# The options the rig's own QEMU command has (targets/qemu.py), each with what its
+# value may be; a recorded command with any other option is refused: QEMU options
+# can run programs (-netdev tap,script=) or reach the host's files.
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9,=._+-]*")
+_FLAGS = ("-nographic", "-no-reboot")
+_OPTIONS: dict[str, re.Pattern[str] | None] = {
+    "-M": _WORD, "-machine": _WORD, "-cpu": _WORD, "-smp": _WORD, "-m": _WORD,
+    "-icount": _WORD, "-accel": _WORD, "-bios": re.compile("default"),
+    "-append": re.compile(r"[^\x00-\x1f\x7f]*"),
+    "-kernel": None, "-initrd": None, "-pidfile": None,  # paths: checked apart
+    "-fsdev": re.compile(r"local,id=share\d+,path=[^,\x00-\x1f]+,security_model=none,"
+                         r"readonly=on"),
+    "-device": re.compile(r"virtio-9p-device,fsdev=share\d+,mount_tag=[A-Za-z0-9_-]+"),
+}
 
 
-def _target_command(manifest: dict, case: Case) -> list[str]:
+def _target_command(manifest: dict, case: Case, where: str) -> tuple[str, list[str]]:
+    """The recorded QEMU command that ran the case's suite, as (binary, options),
+    every option one the rig itself writes."""
     kernel = manifest.get("kernels", {}).get(case.kernel)
     if not kernel:
-        raise BadInput(f"{case.kernel}: not in the run's manifest.json")
-    for target in kernel.get("targets", {}).values():
-        if case.suite in target["suites"]:
-            return shlex.split(target["qemu_command"])
-    raise BadInput(f"{case.id}: the manifest names no boot that ran suite {case.suite}")
+        raise BadInput(f"{where}: kernels: no kernel {case.kernel} (the case's)")
+    for name, target in kernel.get("targets", {}).items():
+        if case.suite in target.get("suites", []):
+            field = f"{where}: kernels.{case.kernel}.targets.{name}.qemu_command"
+            try:
+                binary, *args = shlex.split(target.get("qemu_command", ""))
+            except ValueError as exc:
+                raise BadInput(f"{field}: not a command line ({exc})") from None
+            _check_options(args, field)
+            return binary, args
+    raise BadInput(f"{where}: no boot that ran suite {case.suite} on kernel {case.kernel}")
 
 
-def _option(command: list[str], name: str) -> str:
-    return command[command.index(name) + 1]
+def _check_options(args: list[str], field: str) -> None:
+    position = 0
+    while position < len(args):
+        option = args[position]
+        if option in _FLAGS:
+            position += 1
+            continue
+        if option not in _OPTIONS or position + 1 >= len(args):
+            raise BadInput(f"{field}: option {shown(option)} is not one the rig's QEMU"
+                           " command has")
+        rule, value = _OPTIONS[option], args[position + 1]
+        if rule is not None and not rule.fullmatch(value):
+            raise BadInput(f"{field}: {option} {shown(value)} is not a value the rig writes")
+        position += 2
+    for required in ("-kernel", "-initrd", "-append"):
+        if args.count(required) != 1:
+            raise BadInput(f"{field}: {required} given {args.count(required)} times, not once")
+
+
+def _option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def _from_cache(args: list[str], option: str, cache_dir: Path, field: str) -> Path:
+    """A file the bundle copies: only ever one of the rig's cache."""
+    path = Path(_option(args, option))
+    if not path.is_absolute():
+        raise BadInput(f"{field}: {option} {shown(str(path))} is not a path in the rig's cache")
+    return validate.inside(cache_dir, path, f"{field}: {option}")
 
 
 def _initramfs(recorded: Path, cache_dir: Path, script: str) -> tuple[bytes, str]:
@@ -137,42 +187,54 @@ def _initramfs(recorded: Path, cache_dir: Path, script: str) -> tuple[bytes, str
 def bundle(rig: RigConfig, case_id: str, kernel: str | None, run_dir: Path | None,
            out: Path | None, tar: bool) -> Path:
     run_dir, case = find_case(rig.results_dir, case_id, kernel, run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest_path = run_dir / MANIFEST
+    manifest = load_manifest(run_dir)
     cls = registry().get(case.suite)
     if cls is None:
         raise BadInput(f"{case.id}: no suite {case.suite} in this rig")
-    suite = cls(_suite_config(cls, manifest.get("suites", {}).get(case.suite),
-                              rig.suites[case.suite]))
+    saved = manifest.get("suites", {}).get(case.suite)
+    suite = cls(saved_suite_config(manifest_path, case.suite, saved) if saved
+                else rig.suites[case.suite])
     script = suite.command_for(case.id)
-    command = _target_command(manifest, case)
-    kernel_image = Path(_option(command, "-kernel"))
+    binary, args = _target_command(manifest, case, str(manifest_path))
+    field = f"{manifest_path}: kernels.{case.kernel}.targets (qemu_command)"
+    kernel_image = _from_cache(args, "-kernel", rig.cache_dir, field)
     if not kernel_image.is_file():
         raise InfraError(f"{kernel_image}: the run's kernel is gone from the cache;"
                          f" rebuild it with 'orchestrator build {case.kernel}'")
-    cpio, note = _initramfs(Path(_option(command, "-initrd")), rig.cache_dir, script)
+    cpio, note = _initramfs(_from_cache(args, "-initrd", rig.cache_dir, field), rig.cache_dir,
+                            script)
+    for option, value in zip(args, args[1:], strict=False):
+        if option == "-fsdev":  # a share the suite's host mounts: from the cache too
+            shared = Path(value.split(",path=", 1)[1].split(",", 1)[0])
+            validate.inside(rig.cache_dir, shared, f"{field}: -fsdev path")
 
-    args = list(command[1:])
     args[args.index("-kernel") + 1] = "Image"
     args[args.index("-initrd") + 1] = "initramfs.cpio"
-    at = args.index("-pidfile")
-    del args[at:at + 2]
+    if "-pidfile" in args:
+        at = args.index("-pidfile")
+        del args[at:at + 2]
     append = args.index("-append") + 1
     args[append] = f"{args[append]} rig.run=/{CASE_SCRIPT}"
 
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", case.id)
-    out = out or rig.results_dir / f"reproduce-{case.kernel}-{safe}"
+    if out is None:  # case.kernel follows the name rule (the results schema)
+        out = validate.inside(rig.results_dir, rig.results_dir / f"reproduce-{case.kernel}-{safe}",
+                              f"{manifest_path}: kernel {case.kernel}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "Image").write_bytes(kernel_image.read_bytes())
     (out / "initramfs.cpio").write_bytes(cpio)
     (out / "case.sh").write_text(script + "\n")
-    (out / "qemu-command.txt").write_text(shlex.join([Path(command[0]).name, *args]) + "\n")
+    (out / "qemu-command.txt").write_text(shlex.join([Path(binary).name, *args]) + "\n")
     (out / "outcome.txt").write_text(outcome_line(case.outcome) + "\n")
     (out / "case.json").write_text(json.dumps(
         {**case.to_json(), "run": run_dir.name, "initramfs": note}, indent=1) + "\n")
     run_sh = out / "run.sh"
-    run_sh.write_text(RUN_SH.format(case_id=case.id, kernel=case.kernel, run_id=run_dir.name,
-                                    qemu_args=shlex.join(args), timeout=RUN_TIMEOUT,
-                                    mark=OUTCOME_MARK, verdict=case.verdict))
+    quoted = {k: shlex.quote(v) for k, v in (("case_id", case.id), ("kernel", case.kernel),
+                                              ("run_id", run_dir.name),
+                                              ("verdict", case.verdict))}
+    run_sh.write_text(RUN_SH.format(**quoted, qemu_args=shlex.join(args), timeout=RUN_TIMEOUT,
+                                    mark=OUTCOME_MARK))
     run_sh.chmod(0o755)
     if not tar:
         return out

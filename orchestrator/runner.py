@@ -282,10 +282,11 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.order([spec.name for spec in plan.kernels])
         record.flush()
-    if len(plan.kernels) > 1 and not only:
-        report.write_run(record.dir, record.cases, record.manifest["kernels"], baselines)
+    if not only:
+        report.write_run(record.dir, record.cases, baselines)
         # the report imports its plotting library only now: the peak includes it
         record.set_manifest(peak_rss_mib=peak_rss_mib())
+    record.finish()
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record
@@ -371,4 +372,5 @@ def run_target(rig: RigConfig, entry: Any, only: str | None = None) -> RunRecord
     finally:
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.flush()
+    record.finish()
     return record

@@ -1,6 +1,7 @@
 """The results store: every run, case and measurement in one SQLite database.
 
-results/rig.sqlite sits beside the run directories it indexes. Run
+results/rig.sqlite sits beside the run directories it indexes ($RIG_STORE puts
+it elsewhere: run directories are then recorded by absolute path). Run
 directories stay the source of truth (results.json, manifest.json); the
 store makes questions across runs cheap: the previous run of a kernel, a
 figure over the last N runs.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import socket
 import sqlite3
 import time
@@ -30,11 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import validate
 from orchestrator.errors import BadInput, InfraError
-from orchestrator.results import exit_code, load_cases
+from orchestrator.results import (
+    CASE_SCHEMA,
+    MANIFEST,
+    exit_code,
+    finished,
+    load_cases,
+    load_manifest,
+)
 from orchestrator.verdicts import Case
 
 STORE_NAME = "rig.sqlite"
+STORE_ENV = "RIG_STORE"
 BUSY_TIMEOUT_MS = 60_000
 
 MIGRATIONS: list[str] = [
@@ -100,7 +111,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def path_for(results_dir: Path) -> Path:
-    return results_dir / STORE_NAME
+    """results_dir/rig.sqlite, or $RIG_STORE: a CI job that keeps only the rig's cache
+    between nights keeps the store there and starts each night with an empty results/."""
+    explicit = os.environ.get(STORE_ENV)
+    return Path(explicit).resolve() if explicit else results_dir / STORE_NAME
 
 
 @dataclass(frozen=True)
@@ -171,9 +185,30 @@ class Store:
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
+                self._check()
                 migrate(self.db, upto, str(path))
             except sqlite3.DatabaseError as exc:
-                raise InfraError(f"{path}: results store unusable: {exc}") from None
+                raise self._damaged(str(exc)) from None
+
+    def _check(self) -> None:
+        """The store is foreign input too (a disk, a copy, a hand may have damaged
+        it): quick_check reads every page, so damage is found on open, before a
+        figure is read from it or a run written into it."""
+        answer = "\n".join(r[0] for r in self.db.execute("PRAGMA quick_check(1)"))
+        if answer != "ok":  # the first problem, past a "*** in database main ***" header
+            said = [line for line in answer.splitlines() if not line.startswith("***")]
+            raise self._damaged(said[0] if said else answer or "no answer to quick_check")
+
+    def _stored_badly(self, run_id: str, problem: str) -> BadInput:
+        return BadInput(f"{self.path}: run {run_id}: {problem}; remove the run with"
+                        f" 'orchestrator forget {run_id}' (and import its directory again)")
+
+    def _damaged(self, problem: str) -> BadInput:
+        aside = self.path.with_name(self.path.name + ".damaged")
+        return BadInput(f"{self.path}: the results store is damaged ({problem});"
+                        f" the run directories hold every result: move it aside (mv {self.path}"
+                        f" {aside}) and rebuild it with 'orchestrator import"
+                        f" {self.path.parent}'")
 
     def close(self) -> None:
         self.db.close()
@@ -192,15 +227,26 @@ class Store:
 
     def add_run(self, run_dir: Path, cases: list[Case], manifest: dict[str, Any],
                 code: int | None, recorded: float | None = None,
-                host: str | None = None) -> bool:
-        """Store one run (replacing an earlier copy of it); False if it was there unchanged."""
-        run_id = run_dir.name
-        partial = bool(manifest.get("only")) or "--only" in manifest.get("reproduce", "")
+                host: str | None = None, complete: bool = True) -> bool:
+        """Store one run (replacing an earlier copy of it from the same directory); False
+        if it was there unchanged. A run id stored from another directory is refused:
+        two runs under one id would be one run mixing both. complete: False for a run
+        that did not finish; like a run of some cases (--only), it is then never a
+        baseline nor a point of a trend."""
+        run_id = validate.name(run_dir.name, f"{run_dir}: run id")
+        where = self._relative(run_dir)
+        partial = (not complete or bool(manifest.get("only"))
+                   or "--only" in manifest.get("reproduce", ""))
         payload = json.dumps(manifest, sort_keys=True)
         qemu = manifest.get("qemu", {}).get("version")
         with _transaction(self.db):
             row = self.db.execute("SELECT id, manifest, (SELECT count(*) FROM cases WHERE run"
-                                  " = runs.id) FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                                  " = runs.id), dir FROM runs WHERE run_id = ?",
+                                  (run_id,)).fetchone()
+            if row and row[3] != where:
+                raise BadInput(f"{run_dir}: run id {run_id} is already stored from"
+                               f" {self.path.parent / row[3]}; to store this one instead:"
+                               f" orchestrator forget {run_id}")
             if row and row[1] == payload and row[2] == len(cases):
                 return False
             if row:
@@ -208,7 +254,7 @@ class Store:
             cursor = self.db.execute(
                 "INSERT INTO runs (run_id, dir, recorded, partial, exit_code, rig_version,"
                 " qemu_version, host, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, self._relative(run_dir), recorded or time.time(), partial, code,
+                (run_id, where, recorded or time.time(), partial, code,
                  manifest.get("rig_version"), qemu, host or manifest.get("host"), payload))
             run = cursor.lastrowid
             for name, k in manifest.get("kernels", {}).items():
@@ -233,16 +279,23 @@ class Store:
         return True
 
     def import_dir(self, run_dir: Path) -> bool:
-        """Store a run directory as written by `orchestrator run`; False if already stored."""
-        try:
-            cases = load_cases(run_dir)
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{run_dir}: not a run directory of results schema v1 ({exc})"
-                           ) from None
+        """Store a run directory as written by `orchestrator run`; False if already stored.
+        A run that has not finished (still being written, or killed) is stored as partial."""
+        run_dir = run_dir.resolve()
+        cases, manifest = load_cases(run_dir), load_manifest(run_dir)
         # the run's own time: its manifest, written as it went
-        recorded = (run_dir / "manifest.json").stat().st_mtime
-        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded)
+        recorded = (run_dir / MANIFEST).stat().st_mtime
+        return self.add_run(run_dir, cases, manifest, exit_code(cases), recorded=recorded,
+                            complete=finished(run_dir))
+
+    def forget(self, run_id: str) -> StoredRun:
+        """Remove a stored run (its run directory is left alone)."""
+        with _transaction(self.db):
+            stored = self.run(run_id)
+            if stored is None:
+                raise BadInput(f"{self.path}: no run {validate.shown(run_id)} stored")
+            self.db.execute("DELETE FROM runs WHERE id = ?", (stored.id,))
+        return stored
 
     # -- reading ------------------------------------------------------------------
 
@@ -279,8 +332,15 @@ class Store:
         args: tuple = (run.id,)
         if kernel is not None:
             query, args = query + " AND kernel = ?", (run.id, kernel)
-        return [Case.from_json(json.loads(r[0])) for r in self.db.execute(query + " ORDER BY rowid",
-                                                                          args)]
+        found = []
+        for (record,) in self.db.execute(query + " ORDER BY rowid", args):
+            try:  # a record an older rig stored unchecked
+                data = validate.check(validate.parse_json(record, "record"), CASE_SCHEMA,
+                                      "record")
+            except BadInput as exc:
+                raise self._stored_badly(run.run_id, exc.message) from None
+            found.append(Case.from_json(data))
+        return found
 
     def previous(self, before: StoredRun, kernel: StoredKernel) -> StoredRun | None:
         """The last complete run before `before` holding this kernel: by name, else by
@@ -319,6 +379,9 @@ class Store:
                     " LEFT JOIN kernels k ON k.run = m.run AND k.name = m.kernel"
                     f" WHERE m.run IN ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id",
                     ids)):
+            if not isinstance(value, int | float) or value != value:  # stored by an older rig
+                raise self._stored_badly(run_id, f"measurement of {kernel} {cid}: got"
+                                                 f" {validate.shown(value)}, expected a number")
             entry = series.setdefault((kernel, cid), {"kernel": kernel, "case": cid,
                                                       "unit": unit, "method": method,
                                                       "points": []})

@@ -3,11 +3,10 @@ deviations from the spec.
 
 Every suite judges into this vocabulary; results, reports, KTAP, JUnit and
 the nightly comparison read it from here. A deviation is a documented way
-KVM departs from the specification: a case that shows it is reported as a
-known-deviation with the deviation's id as its rule, never as a pass.
+KVM 6.12 departs from the specification: a case that shows it is reported
+as a known-deviation with the deviation's id as its rule, never as a pass.
 Several suites meet the same deviation (a counter read in a bare guest and
-in a Linux guest's user space); the catalogue, with the kernel versions each
-holds for, is data: images/expectations/kvm.yaml (orchestrator.expectations).
+in a Linux guest's user space), so the catalogue lives here, once.
 """
 
 from __future__ import annotations
@@ -62,6 +61,13 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def reason_with_rule(self) -> str:
+        """The reason, led by the rule once (a deviation's reason often names it already)."""
+        if not self.rule or self.reason.startswith(self.rule):
+            return self.reason
+        return f"{self.rule}: {self.reason}" if self.reason else self.rule
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Case:
         measurement = data.get("measurement")
@@ -87,8 +93,7 @@ class Judgement:
 
 @dataclass(frozen=True)
 class Deviation:
-    """A documented way KVM breaks the spec; `id` is stable across reports. Which
-    deviations hold for which kernel versions is data (orchestrator.expectations)."""
+    """A documented way KVM 6.12 breaks the spec; `id` is stable across reports."""
 
     id: str
     rule: str
@@ -97,3 +102,18 @@ class Deviation:
     def judged(self, expected: str, observed: str) -> Judgement:
         """The judgement of an observation that shows this deviation."""
         return Judgement(KNOWN_DEVIATION, expected, observed, f"{self.id}: {self.rule}", self.id)
+
+
+DEVIATIONS = {d.id: d for d in (
+    Deviation(
+        "kvm-sstc-deadline-lost-on-vcpu-put",
+        "a deadline the guest programs with SBI TIME sbi_set_timer is the one that "
+        "fires (SBI spec, Timer extension)",
+        "Linux 6.12 arch/riscv/kvm/vcpu_timer.c kvm_riscv_vcpu_update_vstimecmp() "
+        "writes CSR_VSTIMECMP only; next_cycles follows it only in "
+        "kvm_riscv_vcpu_timer_sync() at the next VM exit, and a vcpu_put/vcpu_load "
+        "before the next entry (vcpu.c kvm_arch_vcpu_ioctl_run: signal, preemption, "
+        "migration) has kvm_riscv_vcpu_timer_restore() write the stale next_cycles "
+        "back (since cea8896bd936)",
+    ),
+)}

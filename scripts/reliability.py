@@ -7,8 +7,11 @@ suite (tests/integration/test_reliability.py asserts every finding is ok).
 Faults: a signal (SIGINT, SIGTERM, SIGHUP) at a random point of a run;
 kill -9 mid-run, then a rerun; two runs at once; a run while a CPU hog keeps
 every core busy; each kind of cache entry corrupted; a full disk under
-results/. Runs use a reduced copy of the rig description (two SCOUNTEREN
-values, one short isolation run, one short latency boot) on one kernel.
+results/; and crafted foreign inputs (tests/foreign/corpus.py: run directories,
+bundles, LAVA exports and logs, a damaged store), each of which must be refused
+with exit 2 and one line, nothing run, nothing written outside results/. Runs
+use a reduced copy of the rig description (two SCOUNTEREN values, one short
+isolation run, one short latency boot) on one kernel.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ def qemu_left(marker: str) -> list[int]:
 
 
 def run_dir(results: Path) -> Path | None:
-    dirs = [p for p in results.glob("*") if p.is_dir()] if results.is_dir() else []
+    dirs = [p for p in results.glob("*") if p.is_dir() and not p.is_symlink()
+            ] if results.is_dir() else []
     return dirs[0] if len(dirs) == 1 else None
 
 
@@ -287,6 +291,21 @@ def full_disk(lab: Lab, rng: random.Random) -> list[Finding]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def foreign_inputs(lab: Lab, rng: random.Random) -> list[Finding]:
+    """Each crafted input of the corpus, in a scratch rig of its own."""
+    sys.path.insert(0, str(REPO))
+    from tests.foreign import corpus
+
+    findings = []
+    for entry in corpus.CORPUS:
+        with tempfile.TemporaryDirectory(prefix="rig-foreign-") as scratch:
+            found = corpus.check(entry, Path(scratch) / "lab")
+        findings.append(Finding(f"foreign input, {entry.command}: {entry.name}",
+                                f"exit {found.code}: {found.line}", "; ".join(found.problems),
+                                found.ok))
+    return findings
+
+
 FAULTS: dict[str, Callable[[Lab, random.Random], list[Finding]]] = {
     "signals": signal_at_random_point,
     "kill-9": kill_9_then_rerun,
@@ -294,6 +313,7 @@ FAULTS: dict[str, Callable[[Lab, random.Random], list[Finding]]] = {
     "cpu-hog": cpu_hog,
     "cache": corrupted_cache,
     "full-disk": full_disk,
+    "foreign": foreign_inputs,
 }
 
 

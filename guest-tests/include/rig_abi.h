@@ -52,7 +52,7 @@ enum rig_abort_reason {
 };
 
 #define RIG_MAGIC		0x52474952U	/* "RIGR" in memory (little endian) */
-#define RIG_VERSION		5U
+#define RIG_VERSION		6U
 
 /* Parameter block at RIG_PARAM_GPA; each payload reads its own part. */
 #define RIG_MAX_SCOUNTEREN	16
@@ -70,7 +70,14 @@ struct rig_params {
 	uint32_t windows;		/* latency: timed loops per kind */
 	uint32_t latency_tests;		/* latency: bit n = rig_latency_test n */
 	uint64_t n_timer_exits;		/* isolation: how many of n_exits are timer waits */
+	uint64_t n_deadlines;		/* timer: deadlines to program and check */
+	uint32_t timer_flags;		/* timer: RIG_TIMER_* */
+	uint32_t max_loss_reports;	/* timer: TIMER_LOSS reports at most */
 };
+
+/* timer: how the guest programs its deadlines, and what it may read back. */
+#define RIG_TIMER_DIRECT	(1U << 0)	/* csrw stimecmp, not SBI set_timer */
+#define RIG_TIMER_READBACK	(1U << 1)	/* the vCPU has Sstc: stimecmp is readable */
 
 /* Latency round-trip kinds. */
 enum rig_latency_test {
@@ -90,6 +97,8 @@ enum rig_report_type {
 	RIG_REPORT_COUNTER = 3,
 	RIG_REPORT_ISOLATION = 4,
 	RIG_REPORT_LATENCY = 5,
+	RIG_REPORT_TIMER_LOSS = 6,
+	RIG_REPORT_TIMER = 7,
 };
 
 /* SBI PMU probe, sent by every payload that links pmu.c. */
@@ -156,12 +165,58 @@ struct rig_latency {
 	uint64_t baseline_ticks;	/* the empty loop timed right before */
 };
 
-_Static_assert(sizeof(struct rig_params) == 56 + 8 * RIG_MAX_SCOUNTEREN,
+/*
+ * timer: the kinds of deadline the guest programs, in rotation after the
+ * first one of a vCPU's life, and how each ended up.
+ */
+enum rig_timer_kind {
+	RIG_TIMER_FIRST = 0,		/* the first after reset (KVM's copy all ones) */
+	RIG_TIMER_SHORT = 1,		/* 100 us ahead */
+	RIG_TIMER_LONG = 2,		/* 500 us ahead */
+	RIG_TIMER_REPLACED = 3,		/* 32 about 1 s ahead in turn, then one 100 us ahead */
+	RIG_TIMER_N_KINDS
+};
+
+enum rig_timer_class {
+	RIG_TIMER_ON_TIME = 0,		/* fired at or after it, within 1 ms */
+	RIG_TIMER_LATE = 1,		/* fired later, stimecmp still held it */
+	RIG_TIMER_EARLY = 2,		/* fired before it */
+	RIG_TIMER_NEVER = 3,		/* not fired within the bound */
+	RIG_TIMER_N_CLASSES
+};
+
+/* One lost deadline, reported as the guest sees it (the host adds KVM's view). */
+struct rig_timer_loss {
+	uint64_t index;			/* deadline number in this run, from 0 */
+	uint32_t kind;			/* enum rig_timer_kind */
+	uint32_t class;			/* enum rig_timer_class */
+	uint64_t requested;		/* the deadline programmed (time units) */
+	uint64_t replaced;		/* REPLACED: the far deadline it replaced, else 0 */
+	uint64_t set_at;		/* time when it was programmed */
+	uint64_t readback;		/* stimecmp right after; with READBACK only */
+	uint64_t fired_at;		/* time of the interrupt, 0 if none */
+	uint64_t now;			/* time at this report */
+};
+
+/* End of the timer payload: counts[kind][class] and the losses among them. */
+struct rig_timer {
+	uint64_t deadlines;
+	uint64_t counts[RIG_TIMER_N_KINDS][RIG_TIMER_N_CLASSES];
+	uint64_t readbacks;		/* stimecmp reads right after programming */
+	uint64_t readback_mismatches;	/* of them, not the deadline programmed */
+	uint64_t losses;		/* deadlines early, never, or read back wrong */
+	uint64_t max_late;		/* the latest on-time/late firing, time units */
+};
+
+_Static_assert(sizeof(struct rig_params) == 72 + 8 * RIG_MAX_SCOUNTEREN,
 	       "rig_params layout");
 _Static_assert(sizeof(struct rig_pmu_info) == 32, "rig_pmu_info layout");
 _Static_assert(sizeof(struct rig_pmu_config) == 40, "rig_pmu_config layout");
 _Static_assert(sizeof(struct rig_counter) == 72, "rig_counter layout");
 _Static_assert(sizeof(struct rig_isolation) == 72, "rig_isolation layout");
 _Static_assert(sizeof(struct rig_latency) == 24, "rig_latency layout");
+_Static_assert(sizeof(struct rig_timer_loss) == 64, "rig_timer_loss layout");
+_Static_assert(sizeof(struct rig_timer) == 40 + 8 * RIG_TIMER_N_KINDS * RIG_TIMER_N_CLASSES,
+	       "rig_timer layout");
 
 #endif

@@ -66,6 +66,8 @@ struct rig_ucall {
  * block (magic and version set, the rest 0) for the caller to fill in.
  */
 struct rig_params *rig_vm_create(struct rig_vm *vm);
+/* Closes and unmaps what rig_vm_create and rig_vcpu_create made. */
+void rig_vm_destroy(struct rig_vm *vm, struct rig_vcpu *vcpu);
 /* One vCPU, started at the payload's entry with a0 = hartid 0, a1 = 0. */
 void rig_vcpu_create(struct rig_vm *vm, struct rig_vcpu *vcpu);
 int rig_vcpu_get_reg(struct rig_vcpu *vcpu, uint64_t id, uint64_t *val);

@@ -77,6 +77,17 @@ void rig_vcpu_create(struct rig_vm *vm, struct rig_vcpu *vcpu)
 	rig_vcpu_set_reg(vcpu, RIG_REG_CORE(regs.a1), 0, "a1");
 }
 
+void rig_vm_destroy(struct rig_vm *vm, struct rig_vcpu *vcpu)
+{
+	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+
+	munmap(vcpu->run, (size_t)mmap_size);
+	close(vcpu->fd);
+	munmap(vm->ram, RIG_RAM_SIZE);
+	close(vm->fd);
+	close(vm->kvm_fd);
+}
+
 int rig_vcpu_get_reg(struct rig_vcpu *vcpu, uint64_t id, uint64_t *val)
 {
 	struct kvm_one_reg reg = { .id = id, .addr = (uintptr_t)val };

@@ -42,8 +42,9 @@ class Boot:
                 "suites": self.suites, "commands": [c.to_json() for c in self.commands]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Boot:
-        return cls(data["index"], data["group"], QemuConfig(**data["qemu"]), data["suites"],
+    def from_json(cls, data: dict[str, Any], qemu: QemuConfig) -> Boot:
+        """A boot of plan.json (checked against its schema); qemu: its machine, checked."""
+        return cls(data["index"], data["group"], qemu, data["suites"],
                    [Command(**c) for c in data["commands"]])
 
 

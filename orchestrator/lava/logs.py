@@ -12,9 +12,11 @@ from typing import Any
 
 import yaml
 
+from orchestrator import validate
 from orchestrator.errors import BadInput
 
-_CMD_END = re.compile(r"RIG-CMD-END (\d+) (\d+) ([\d.]+) ([\d.]+) (\w+)$")
+_CMD_END = re.compile(r"RIG-CMD-END (\d{1,9}) (\d{1,9}) (\d{1,12}(?:\.\d{1,9})?)"
+                      r" (\d{1,12}(?:\.\d{1,9})?) (done|timeout)\s*\Z")
 # LAVA's log: one flow mapping per line; lavacli's raw log prefixes each with "- ".
 # Console lines are "target" (or "feedback"); LAVA escaped their double quotes.
 CONSOLE_LEVELS = ("target", "feedback")
@@ -52,14 +54,15 @@ class JobLog:
     seconds: float  # from the log's first entry to its last
 
 
-_QEMU_START = re.compile(r"start: [\d.]+ execute-qemu .*\[boot-(\d+)\]")
-_NAMESPACE = re.compile(r"boot-(\d+)$")
+_QEMU_START = re.compile(r"start: [\d.]+ execute-qemu .*\[boot-(\d{1,6})\]")
+_NAMESPACE = re.compile(r"boot-(\d{1,6})")  # matched whole
 
 
-def read_log(text: str) -> JobLog:
+def read_log(text: str, where: str = "LAVA log") -> JobLog:
     """Parse a LAVA job log (lava-run's output or `lavacli jobs logs --raw`). Console
     lines belong to the boot whose QEMU LAVA started last, or (feedback, read later)
-    to the boot their namespace names."""
+    to the boot their namespace names. The log is foreign input: a line that is not
+    an entry is BadInput naming `where` and the line."""
     boots: dict[int, BootLog] = {}
     lava_results: list[dict[str, Any]] = []
     error, current, stamps = "", None, []
@@ -71,11 +74,18 @@ def read_log(text: str) -> JobLog:
         if not line.startswith("{"):
             continue
         try:
+            if validate.nesting(line) > validate.MAX_DEPTH:
+                raise yaml.YAMLError("nested too deep")
             entry = yaml.load(line, Loader=loader)
-        except yaml.YAMLError:
-            raise BadInput(f"LAVA log line {number}: not a LAVA log entry: {line[:80]}") from None
+        except (yaml.YAMLError, RecursionError):
+            raise BadInput(f"{where}: line {number}: not a LAVA log entry:"
+                           f" {validate.shown(line)}") from None
+        if not isinstance(entry, dict):
+            raise BadInput(f"{where}: line {number}: not a LAVA log entry:"
+                           f" {validate.shown(line)}")
         level, message = entry.get("lvl"), entry.get("msg")
-        stamps.append(str(entry.get("dt", "")))
+        if isinstance(entry.get("dt"), str):
+            stamps.append(entry["dt"])
         if isinstance(message, str) and level in ("debug", "info"):
             started = _QEMU_START.search(message)
             if started:
@@ -84,7 +94,12 @@ def read_log(text: str) -> JobLog:
                 current.command_line = message.removeprefix("Boot command: ")
         elif level in CONSOLE_LEVELS and isinstance(message, str):
             message = message.replace('\\"', '"')  # LAVA escaped them
-            named = _NAMESPACE.match(str(entry.get("ns", "")))
+            if "RIG-CMD-END " in message and not _CMD_END.search(message):
+                raise BadInput(f"{where}: line {number}: {validate.shown(message)}: not the"
+                               " end of a command as the boot script prints it (RIG-CMD-END"
+                               " ID STATUS UPTIME UPTIME done|timeout)")
+            named = _NAMESPACE.fullmatch(entry["ns"]) if isinstance(entry.get("ns"), str) \
+                else None
             boot = (boots.setdefault(int(named.group(1)), BootLog(int(named.group(1))))
                     if named else current)
             if boot is not None:
@@ -93,7 +108,9 @@ def read_log(text: str) -> JobLog:
             lava_results.append(message)
             if message.get("definition") == "lava" and message.get("case") == "job" \
                     and message.get("result") == "fail":
-                error = str(message.get("error_msg") or "the LAVA job failed")
+                said = message.get("error_msg")  # one bounded line, whatever the log holds
+                error = (" ".join(said.split())[:validate.SHOWN * 5] if isinstance(said, str)
+                         else validate.shown(said)) if said else "the LAVA job failed"
     for boot in boots.values():
         _read_commands(boot)
     return JobLog(boots, lava_results, error, _span(stamps))
@@ -104,7 +121,10 @@ def _span(stamps: list[str]) -> float:
     for stamp in (stamps[0], stamps[-1]) if stamps else ():
         with contextlib.suppress(ValueError):
             times.append(datetime.datetime.fromisoformat(stamp))
-    return round((times[-1] - times[0]).total_seconds(), 1) if len(times) == 2 else 0.0
+    try:
+        return round((times[-1] - times[0]).total_seconds(), 1) if len(times) == 2 else 0.0
+    except TypeError:  # one stamp with a time zone, the other without
+        return 0.0
 
 
 def _read_commands(boot: BootLog) -> None:

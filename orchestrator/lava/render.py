@@ -93,8 +93,10 @@ def suite_seconds(boot: Boot) -> int:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                     undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    environment.filters["shell_quote"] = shlex.quote  # LAVA splits options as a shell does
+    return environment
 
 
 def machine_args(qemu: QemuConfig) -> str:
@@ -118,7 +120,8 @@ def render_job(kernel_name: str, kernel_key: str, rig_qemu: QemuConfig, boots: l
         blocks.append({
             "index": boot.index, "namespace": f"boot-{boot.index}", "suites": list(boot.suites),
             "kernel": artifacts[boot.index]["kernel"], "ramdisk": artifacts[boot.index]["ramdisk"],
-            "kernel_arg": f'-kernel {{kernel}} -append "{kernel_append(boot.qemu, boot)}"',
+            "kernel_arg": "-kernel {kernel} -append "
+                          + shlex.quote(kernel_append(boot.qemu, boot)),
             "ramdisk_arg": f"-initrd {{ramdisk}} {machine_args(boot.qemu)}",
             "timeout": boot_seconds(boot), "wait": suite_seconds(boot) + int(boot_timeout)})
     timeouts = {"deploy": DEPLOY_SECONDS,

@@ -8,15 +8,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, compare, report, store
-from orchestrator.config import RigConfig
+from orchestrator import __version__, compare, report, store, validate
+from orchestrator.config import RigConfig, saved_qemu_config, saved_suite_config
 from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.execution import Execution, add_differs
 from orchestrator.lava.export import PLAN_FILE
@@ -26,6 +26,10 @@ from orchestrator.results import RunRecord
 from orchestrator.suites import Suite, SuiteConfig, registry
 from orchestrator.targets import CommandResult
 from orchestrator.targets.qemu import machine_capabilities
+
+PLAN_SCHEMA = "lava-plan-v1.json"
+MAX_LOG_BYTES = 1 << 30  # a day of console output is far below
+SERVER_JOB_SUFFIX = ".job.json"  # logs/<kernel>.job.json: the server's record (lava submit)
 
 
 class ReplayTarget(LavaHost):
@@ -104,30 +108,91 @@ class ReplayTarget(LavaHost):
 
 
 
-def _suite(name: str, saved: dict[str, Any] | None, rig: RigConfig) -> Suite:
-    """The suite as export configured it (plan.json), lists back to tuples."""
-    cls = registry().get(name)
-    if cls is None:
-        raise BadInput(f"{PLAN_FILE}: suite {name} is not in this rig")
-    cfg: SuiteConfig = rig.suites[name]
-    if saved:
-        names = {f.name for f in dataclasses.fields(cls.Config)}
-        cfg = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in saved.items() if k in names})
-    return cls(cfg)
+def _suite(name: str, configs: dict[str, SuiteConfig], rig: RigConfig) -> Suite:
+    """The suite as export configured it (plan.json, checked by load_plan)."""
+    return registry()[name](configs.get(name) or rig.suites[name])
+
+
+@dataclasses.dataclass
+class Plan:
+    """plan.json, checked whole before anything is written: the schema, then each
+    machine and suite configuration by rig.yaml's own rules."""
+
+    path: Path
+    data: dict[str, Any]
+    boots: dict[str, list[Boot]]  # kernel -> its boots
+    suites: dict[str, SuiteConfig]
+
+
+def load_plan(directory: Path) -> Plan:
+    path = directory / PLAN_FILE
+    if not path.exists():
+        raise BadInput(f"{path}: no such file; not an 'orchestrator lava export' directory")
+    validate.inside(directory, path, str(path))
+    data = validate.load_json(path, PLAN_SCHEMA)
+    saved_qemu_config(path, "qemu", data["qemu"])
+    suites = {name: saved_suite_config(path, name, cfg)
+              for name, cfg in data.get("suites", {}).items()}
+    boots = {}
+    for kernel_name, entry in data["kernels"].items():
+        where = f"kernels.{kernel_name}"
+        boots[kernel_name] = [
+            Boot.from_json(b, saved_qemu_config(path, f"{where}.boots[{i}].qemu", b["qemu"]))
+            for i, b in enumerate(entry["boots"])]
+        named = [*entry.get("skipped", {}), *(s for b in boots[kernel_name] for s in b.suites)]
+        for suite_name in named:
+            if suite_name not in registry():
+                raise BadInput(f"{path}: {where}: suite {suite_name} is not in this rig")
+    return Plan(path, data, boots, suites)
 
 
 def _log_path(directory: Path, kernel_name: str) -> Path | None:
+    """The kernel's job log (kernel_name follows the name rule: plan.json's schema)."""
     for candidate in (directory / "logs" / f"{kernel_name}.yaml",
                       directory / "logs" / f"{kernel_name}.log"):
-        if candidate.is_file():
-            return candidate
+        if candidate.exists():
+            return validate.inside(directory, candidate, str(candidate))
     return None
 
 
-def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str, Any],
-                   suites_cfg: dict[str, Any], job: JobLog | None, log_file: Path | None) -> None:
-    boots = [Boot.from_json(b) for b in entry["boots"]]
+def _read_logs(directory: Path, kernels: Iterable[str]) -> dict[str, tuple[Path, JobLog]]:
+    """Every kernel's job log, read (and so checked) before anything is written."""
+    logs = {}
+    for name in kernels:
+        path = _log_path(directory, name)
+        if path is not None:  # console output may hold any byte: replaced, never refused
+            text = validate.read_text(path, MAX_LOG_BYTES, errors="replace")
+            logs[name] = (path, read_log(text, str(path)))
+    return logs
+
+
+def _server_job(directory: Path, kernel_name: str) -> dict[str, Any] | None:
+    """What a LAVA server said of the kernel's job, if `lava submit` fetched it
+    (kernel_name follows the name rule: plan.json's schema)."""
+    path = directory / "logs" / f"{kernel_name}{SERVER_JOB_SUFFIX}"
+    if not path.exists():
+        return None
+    validate.inside(directory, path, str(path))
+    data = validate.parse_json(validate.read_text(path), str(path))
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: not a LAVA job record (a JSON object)")
+    return data
+
+
+def with_server_error(job: JobLog | None, server_job: dict[str, Any] | None) -> JobLog | None:
+    """A job the server ended Incomplete or Canceled: its message leads the job's error
+    (what the job did not finish becomes error cases, never failures)."""
+    error = str((server_job or {}).get("error") or "")[:1000]
+    if not error:
+        return job
+    job = job or JobLog({}, [], "", 0.0)
+    job.error = error if not job.error or job.error in error else f"{error}; {job.error}"
+    return job
+
+
+def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, plan: Plan,
+                   job: JobLog | None, log_file: Path | None) -> None:
+    boots, entry, suites_cfg = plan.boots[name], plan.data["kernels"][name], plan.suites
     spec = rig.kernel(name) if any(k.name == name for k in rig.kernels) else None
     log_dir = record.dir / name
     skipped = entry.get("skipped", {})
@@ -137,7 +202,7 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
             cases.setdefault(suite_name, ids)
     execution = Execution(rig, record, name, cases)
     for suite_name, skip in skipped.items():
-        execution.skip(_suite(suite_name, suites_cfg.get(suite_name), rig), skip["reason"])
+        execution.skip(_suite(suite_name, suites_cfg, rig), skip["reason"])
     for group, members in itertools.groupby(boots, key=lambda b: b.group):
         group_boots = list(members)
         target = ReplayTarget(f"{name} {group} (LAVA)", group_boots,
@@ -150,7 +215,7 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
                           qemu_command=logged[0].command_line if logged else "",
                           log=str(log_file) if log_file else None)
         for suite_name in dict.fromkeys(s for b in group_boots for s in b.suites):
-            suite = _suite(suite_name, suites_cfg.get(suite_name), rig)
+            suite = _suite(suite_name, suites_cfg, rig)
             # suites that read what they packed (cached) find it again
             setup = functools.partial(suite.host_files, rig, spec) if spec else None
             execution.suite(suite, target, target.label, target.console_log, timed=False,
@@ -160,43 +225,43 @@ def _replay_kernel(rig: RigConfig, record: RunRecord, name: str, entry: dict[str
 
 def import_run(rig: RigConfig, directory: Path) -> RunRecord:
     """Judge the job logs under directory/logs with the suites' own code; write a run."""
-    plan_path = directory / PLAN_FILE
-    try:
-        plan = json.loads(plan_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{plan_path}: not an 'orchestrator lava export' directory ({exc})"
-                       ) from None
+    plan = load_plan(directory)
+    logs = _read_logs(directory, plan.data["kernels"])
+    server_jobs = {name: _server_job(directory, name) for name in plan.data["kernels"]}
+    data = plan.data
     record = RunRecord(rig.results_dir)
-    kernels = list(plan["kernels"])
+    kernels = list(data["kernels"])
     print(f"lava import {directory}: {len(kernels)} kernel(s), results in {record.dir}",
           file=sys.stderr)
     record.set_manifest(
-        rig_version=__version__, config=plan["config"], only=plan.get("only"),
-        qemu={**plan["qemu"], "version": "as the LAVA worker has it (see the job logs)"},
+        rig_version=__version__, config=data["config"], only=data.get("only"),
+        qemu={**data["qemu"], "version": "as the LAVA worker has it (see the job logs)"},
         reproduce=f"orchestrator lava import {shlex.quote(str(directory))}",
-        source={"lava": str(directory.resolve()), "exported": plan.get("exported")},
-        suites=plan.get("suites", {}),
+        source={"lava": str(directory.resolve()), "exported": data.get("exported")},
+        suites=data.get("suites", {}),
         kernels={name: {**entry["build"], "targets": {}}
-                 for name, entry in plan["kernels"].items()})
+                 for name, entry in data["kernels"].items()})
     started = time.monotonic()
     for name in kernels:
-        log_file = _log_path(directory, name)
-        job = read_log(log_file.read_text(errors="replace")) if log_file else None
-        _replay_kernel(rig, record, name, plan["kernels"][name], plan.get("suites", {}),
-                       job, log_file)
+        log_file, job = logs.get(name, (None, None))
+        server_job = server_jobs[name]
+        job = with_server_error(job, server_job)
+        _replay_kernel(rig, record, name, plan, job, log_file)
         if job:
             record.manifest["kernels"][name]["lava_job"] = {
-                "log": str(log_file), "seconds": job.seconds, "error": job.error or None,
-                "boots_logged": sorted(job.boots)}
+                "log": str(log_file) if log_file else None, "seconds": job.seconds,
+                "error": job.error or None, "boots_logged": sorted(job.boots),
+                **({"server": server_job} if server_job else {})}
     # kernels are compared within a source (its package or commit, from the build record)
-    baselines = compare.baselines({name: str(plan["kernels"][name]["build"]["source"])
+    baselines = compare.baselines({name: str(data["kernels"][name]["build"]["source"])
                                    .split("=")[0] for name in kernels})
     add_differs(rig, record, baselines)
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()
-    if len(kernels) > 1 and not plan.get("only"):
-        report.write_run(record.dir, record.cases, record.manifest["kernels"], baselines)
+    if not data.get("only"):
+        report.write_run(record.dir, record.cases, baselines)
+    record.finish()
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())
     return record

@@ -14,7 +14,9 @@ declares:
   virtio-9p, mount tag = the suite's name, for what is too big to pack), and
   `prefetch(rig)` for kernel-independent downloads done during the first build;
 - optionally `differs(a, b)`: how two kernels' outcomes of a case differ
-  (default: their `outcome` data are unequal);
+  (default: their `outcome` data are unequal), and `verdicts_differ(a, b)`:
+  whether their verdicts differ in a way that matters when the outcomes do
+  not (default: any two verdicts);
 - optionally `script(target, ids)`: the commands and reboots run() would send,
   for a target that only records them to run later without the rig (a LAVA
   job, orchestrator.lava); the default runs run() itself against it;
@@ -63,6 +65,8 @@ class Suite:
     Config: ClassVar[type[SuiteConfig]] = SuiteConfig
     # order in a run, lowest first (cheap checks of the host before long ones)
     order: ClassVar[int] = 50
+    # what a run adds to the planned ids, known only as the suite runs ("" for none)
+    found_at_run_time: ClassVar[str] = ""
 
     def __init__(self, cfg: SuiteConfig) -> None:
         self.cfg = cfg
@@ -117,6 +121,12 @@ class Suite:
         if a.outcome == b.outcome:
             return None
         return f"{_brief(b.outcome)} vs {_brief(a.outcome)}"
+
+    @classmethod
+    def verdicts_differ(cls, a: Case, b: Case) -> bool:
+        """Whether two kernels' verdicts on a case whose outcomes are equal say their
+        behaviour differs (default: any two verdicts do)."""
+        return a.verdict != b.verdict
 
     def start_guest_shell(self, target: Console) -> str:
         """Start, in target's booted host, the guest this suite runs, its console on

@@ -80,9 +80,28 @@ def load_run(run_dir: Path) -> list[dict]:
     return data["cases"]
 
 
+def run_dir_of(stdout: str) -> Path:
+    """The run directory a CLI command printed ('results: DIR (exit N)')."""
+    line = next(x for x in stdout.splitlines() if x.startswith("results: "))
+    return Path(line.split()[1])
+
+
+def assert_same_verdicts(direct: dict[tuple[str, str], dict],
+                         other: dict[tuple[str, str], dict]) -> None:
+    """Cases by (kernel, id): the same cases, each with the same verdict and outcome,
+    and the same figure where the direct run's is exact (icount)."""
+    assert other.keys() == direct.keys()
+    for key, case in direct.items():
+        theirs = other[key]
+        assert (theirs["verdict"], theirs["outcome"]) == (case["verdict"], case["outcome"]), key
+        if case.get("measurement") and case["measurement"]["method"] == "exact":
+            assert theirs["measurement"]["value"] == case["measurement"]["value"], key
+
+
 def run_cases(tmp_path: Path) -> list[dict]:
     """The cases of the one run under tmp_path/results."""
-    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir()
+                  if p.is_dir() and not p.is_symlink())
     return load_run(run_dir)
 
 
@@ -154,5 +173,6 @@ def readme_run(built_kernels: dict[str, dict], tmp_path_factory: pytest.TempPath
     result = subprocess.run([str(REPO / "scripts" / "rig"), "run"], cwd=REPO,
                             env=dict(os.environ, RIG_CONFIG=str(config)),
                             capture_output=True, text=True, timeout=3 * 3600)
-    (run_dir,) = (p for p in (tmp_path / "results").iterdir() if p.is_dir())
+    (run_dir,) = (p for p in (tmp_path / "results").iterdir()
+                  if p.is_dir() and not p.is_symlink())
     return result, run_dir

@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import load_run, orchestrator, rig_variant
+from tests.integration.conftest import (
+    assert_same_verdicts,
+    load_run,
+    orchestrator,
+    rig_variant,
+    run_dir_of,
+)
 
 pytestmark = pytest.mark.integration
 
 KERNELS = ("b922307a-parent", "b922307a")
-
-
-def _run_dir(out: str) -> Path:
-    line = next(x for x in out.splitlines() if x.startswith("results: "))
-    return Path(line.split()[1])
 
 
 def _lava_run(export: Path, kernel: str, work: Path) -> subprocess.Popen[bytes]:
@@ -54,7 +55,7 @@ def test_lava_jobs_give_the_direct_runs_verdicts(built_kernels: dict[str, dict],
     direct = orchestrator("run", *kernel_args, config=config)
     direct_seconds = time.monotonic() - started
     assert direct.returncode in (0, 1), direct.stderr[-3000:]
-    direct_cases = {(c["kernel"], c["id"]): c for c in load_run(_run_dir(direct.stdout))}
+    direct_cases = {(c["kernel"], c["id"]): c for c in load_run(run_dir_of(direct.stdout))}
 
     export = tmp_path / "lava"
     exported = orchestrator("lava", "export", *kernel_args, str(export), config=config)
@@ -86,18 +87,13 @@ def test_lava_jobs_give_the_direct_runs_verdicts(built_kernels: dict[str, dict],
 
     imported = orchestrator("lava", "import", str(export), config=config)
     assert imported.returncode == direct.returncode, imported.stderr[-3000:]
-    run_dir = _run_dir(imported.stdout)
+    run_dir = run_dir_of(imported.stdout)
     lava_cases = {(c["kernel"], c["id"]): c for c in load_run(run_dir)}
     assert (run_dir / "junit.xml").is_file() and (run_dir / "results.ktap").is_file()
     assert (run_dir / "report.md").is_file()
 
-    assert lava_cases.keys() == direct_cases.keys()
-    for key, case in direct_cases.items():
-        other = lava_cases[key]
-        assert (other["verdict"], other["outcome"]) == (case["verdict"], case["outcome"]), key
-        if case.get("measurement") and case["measurement"]["method"] == "exact":
-            # icount figures are exact whatever the host's load
-            assert other["measurement"]["value"] == case["measurement"]["value"], key
+    # icount figures are exact whatever the host's load
+    assert_same_verdicts(direct_cases, lava_cases)
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     figures = {"direct_run_seconds": round(direct_seconds, 1),

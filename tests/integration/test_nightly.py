@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import config
+from orchestrator.identity import build_version
 from orchestrator.suites import outcome_line
 
 from .conftest import HSTATUS_BACKPORT, REPO, SCOUNTEREN_BACKPORT, orchestrator, rig_variant
@@ -37,7 +38,8 @@ def reduce(doc: dict) -> None:
 
 
 def latest_run(results: Path) -> Path:
-    return max((d for d in results.iterdir() if (d / "manifest.json").is_file()),
+    return max((d for d in results.iterdir()
+                if (d / "manifest.json").is_file() and not d.is_symlink()),
                key=lambda d: (d / "manifest.json").stat().st_mtime)
 
 
@@ -250,9 +252,13 @@ def test_nightly_publishes_to_squad(nightlies: dict, squad_server: tuple[str, st
                                          headers={"Authorization": f"Token {token}"})
         return json.loads(urllib.request.urlopen(request, timeout=10).read())
 
-    builds = get("builds/?version=" + run.name)["results"]
-    assert len(builds) == 1
-    testruns = get(f"builds/{builds[0]['id']}/testruns/")["results"]
+    # each kernel is a build under its identity (release, Debian version, key), never the run
+    built = json.loads((run / "manifest.json").read_text())["kernels"]
+    assert not get("builds/?version=" + run.name)["results"]
+    testruns = []
+    for kernel in ("b922307a-parent", "b922307a"):
+        (build,) = get("builds/?version=" + build_version(built[kernel]))["results"]
+        testruns += get(f"builds/{build['id']}/testruns/")["results"]
     assert len(testruns) == 2
 
     def count(path: str) -> int:  # the tests endpoint pages with a cursor, without a count

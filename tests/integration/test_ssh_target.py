@@ -39,7 +39,7 @@ def cases_of(run_dir: Path) -> dict[str, dict]:
 
 def only_run(results: Path, before: set[Path]) -> Path:
     (run_dir,) = [d for d in results.iterdir()
-                  if d.is_dir() and d not in before and d.name != "boots"]
+                  if d.is_dir() and d not in before and d.name not in ("boots", "latest")]
     return run_dir
 
 

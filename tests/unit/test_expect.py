@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator import expectations
+from orchestrator.suites import registry
 from orchestrator.suites.counters import expect
 from orchestrator.suites.counters.expect import (
     ILLEGAL,
@@ -23,6 +24,7 @@ from orchestrator.suites.counters.expect import (
     outcome_of,
     probe_from_record,
 )
+from orchestrator.targets import CommandResult
 from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 # what images/expectations/kvm.yaml holds for a 6.12 host
@@ -335,6 +337,28 @@ def test_no_sscofpmf_deviation_is_reached_from_the_record() -> None:
     zero = {**record("VS", "cycle", 1, v1=0, v2=0), "pmu_available": False}
     assert probe_from_record(zero).host_sscofpmf is False
     assert judge(zero).rule == "kvm-no-guest-pmu"
+
+
+class _OneProgram:
+    """A target whose one command printed these records in `seconds`."""
+
+    def __init__(self, records: list[dict[str, Any]], seconds: float) -> None:
+        self.output = "\n".join(json.dumps(r) for r in records)
+        self.seconds = seconds
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        return CommandResult(command, 0, self.output, self.seconds)
+
+
+def test_cases_of_one_program_share_its_time() -> None:
+    """One guest program reads every counter: each case gets its part, not the first all."""
+    suite = registry()["counters"](registry()["counters"].Config())
+    records = [illegal("VU", "cycle", 0), record("VU", "time", 1)]
+    ids = [suite.case_id(False, r["mode"], r["counter"], int(r["scounteren_written"], 16))
+           for r in records]
+    cases = list(suite.run(_OneProgram(records, 3.0), ids))
+    assert [c.id for c in cases] == ids
+    assert [c.duration for c in cases] == [1.5, 1.5]
 
 
 def test_a_kernel_without_expectations_is_judged_by_the_spec_alone() -> None:

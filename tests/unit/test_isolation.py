@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from orchestrator import compare
 from orchestrator.suites.isolation import (
     Isolation,
     IsolationConfig,
     guest_value,
     host_policy,
+    hung_first_judged,
     judge_guest_value,
     judge_host_policy,
     missing_evidence,
 )
-from orchestrator.verdicts import FAIL, PASS
+from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS, Case
 
 
 def probes(cycle: tuple[int, int], time: tuple[int, int], instret: tuple[int, int]) -> dict:
@@ -89,3 +91,28 @@ def test_timer_waits_default_to_20_or_a_third_of_the_exits() -> None:
     assert Isolation(IsolationConfig(exits=3)).timer_exits == 1
     assert Isolation(IsolationConfig(exits=300, timer_exits=100)).timer_exits == 100
     assert "--exits 300 --timer-exits 20" in Isolation(IsolationConfig())._command(0, "pinned")
+
+
+def test_a_hung_first_run_is_the_lost_deadline_deviation_when_the_rerun_passes() -> None:
+    verdict, reason, rule = hung_first_judged(PASS, "", None, "timed out after 30 s")
+    assert (verdict, rule) == (KNOWN_DEVIATION, "kvm-sstc-deadline-lost-on-vcpu-put")
+    assert "timed out after 30 s" in reason and "rerun" in reason
+
+
+def test_a_hung_first_run_does_not_hide_a_failing_rerun() -> None:
+    judged = hung_first_judged(FAIL, "leak", "host-policy", "timed out after 30 s")
+    assert judged == (FAIL, "leak", "host-policy")
+
+
+def test_a_rerun_after_a_hang_does_not_make_two_kernels_differ() -> None:
+    def case(kernel: str, verdict: str, rule: str | None) -> Case:
+        return Case(id="isolation/perf_user_access=0/pinned/host-policy", suite="isolation",
+                    verdict=verdict, kernel=kernel, rule=rule,
+                    outcome={"kind": "host-counters", "cycle": "sigill"})
+
+    clean = case("a", PASS, None)
+    hung = case("b", KNOWN_DEVIATION, "kvm-sstc-deadline-lost-on-vcpu-put")
+    assert compare.differences([clean], [hung], "a") == []
+    assert compare.differences([clean], [case("b", PASS, None)], "a") == []
+    failed = case("b", FAIL, "host-policy")
+    assert [d.id for d in compare.differences([clean], [failed], "a")] == [clean.id]

@@ -251,6 +251,16 @@ def test_an_initramfs_cut_short_in_the_cache_is_written_again(tmp_path, monkeypa
     assert out.read_bytes() == whole
 
 
+def test_sub_case_ids_are_one_bounded_line_whatever_the_program_prints():
+    """A description is the program's text: control characters and length never reach
+    a case id (results.json's schema would refuse the run when read back)."""
+    output = ("KTAP version 1\n1..2\nok 1 a\x1b[31mred\x00\n"
+              f"ok 2 {'x' * 5000}\n")
+    found = kselftest_kvm._subresults("kselftest-kvm/t", "t", output)
+    assert [f[0] for f in found] == ["kselftest-kvm/t/a_[31mred_",
+                                     "kselftest-kvm/t/" + "x" * kselftest_kvm.SUB_ID_MAX]
+
+
 def test_a_program_that_does_not_build_is_named_with_its_first_error(tmp_path: Path) -> None:
     (tmp_path / "arch_timer").write_bytes(b"\x7fELF...")
     log = ("riscv64-linux-gnu-gcc ... -c memslot_perf_test.c\n"

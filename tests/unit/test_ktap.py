@@ -111,3 +111,78 @@ def test_from_cases_one_subtest_per_kernel_and_suite():
     assert inner[0].reason == "arch_timer.c: flaky # sometimes"
     assert inner[1].diagnostics == ["boom", "log: k1/kselftest-kvm/steal_time.log"]
     assert doc.problems() == [] and doc.results[1].subtests.problems() == []
+
+
+# -- a test program's output is foreign input: limits, fuzzing ---------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from orchestrator.results import FAIL, PASS  # noqa: E402
+
+
+def _nested(levels: int) -> str:
+    lines = [f"{'  ' * i}KTAP version 1\n{'  ' * i}1..1" for i in range(levels)]
+    closing = [f"{'  ' * i}ok 1 level{i}" for i in reversed(range(levels))]
+    return "\n".join(lines + closing) + "\n"
+
+
+def test_subtests_nested_1000_deep_are_left_out_not_a_crash():
+    doc = ktap.parse(_nested(1000))
+    assert [r.description for r in doc.results] == ["level0"]
+    assert any(f"nested deeper than {ktap.MAX_NESTING}" in p for p in doc.problems())
+    depth, node = 0, doc
+    while node.results and node.results[0].subtests is not None:
+        node, depth = node.results[0].subtests, depth + 1
+    assert depth == ktap.MAX_NESTING - 1
+
+
+def test_nesting_within_the_limit_is_read_whole():
+    doc = ktap.parse(_nested(ktap.MAX_NESTING - 1))
+    assert doc.problems() == []
+
+
+def test_a_20000_digit_test_number_is_not_a_result():
+    doc = ktap.parse(f"KTAP version 1\n1..1\nok {'9' * 20000} huge\nok 1 fine\n")
+    assert [r.description for r in doc.results] == ["fine"]
+    assert len(doc.unknown) == 1 and doc.problems() == []
+    assert ktap.parse(f"1..{'9' * 20000}\n").plan is None
+
+
+def test_output_past_the_line_limit_is_cut_and_said():
+    text = "KTAP version 1\n" + "# chatter\n" * (ktap.MAX_LINES + 10)
+    doc = ktap.parse(text)
+    assert any("output cut at" in p for p in doc.problems())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\n#.okntKTAPversion1209SKIP-!Bail")),
+               max_size=400))
+def test_any_output_parses(text):
+    doc = ktap.parse(text)
+    doc.problems()
+    ktap.write(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=30), st.text(max_size=30),
+                          st.booleans()), min_size=1, max_size=6))
+def test_no_case_id_or_reason_adds_a_result(cases):
+    """Whatever a case id or reason holds (newlines, '#', 'ok 2'), the written
+    KTAP reads back as the same number of results at each level."""
+    run = [Case(f"kselftest-kvm/{cid}", "kselftest-kvm", FAIL if failed else PASS,
+                kernel="k", reason=reason, log="k/boot.console.log")
+           for cid, reason, failed in cases]
+    back = ktap.parse(ktap.write(ktap.from_cases(run)))
+    assert len(back.results) == 1 and back.problems() == []
+    sub = back.results[0].subtests
+    assert len(sub.results) == len(run) and sub.problems() == []
+    assert [r.ok for r in sub.results] == [c.verdict == PASS for c in run]
+
+
+def test_a_deviation_names_its_rule_once() -> None:
+    rule = "kvm-unconfigured-counter-traps"
+    deviation = Case("counters/VS/cycle", "counters", "known-deviation", kernel="k1", rule=rule,
+                     reason=f"{rule}: a VS read returns a value")
+    inner = ktap.parse(ktap.write(ktap.from_cases([deviation]))).results[0].subtests.results
+    assert inner[0].reason == f"{rule}: a VS read returns a value"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,9 @@ def test_job_renders_blocks_per_boot_with_machine_options(tmp_path: Path) -> Non
         "-initrd {ramdisk} -machine virt -cpu rv64,h=true -smp 1 -m 512M"
         " -icount shift=0,sleep=off")
     assert deploys[0]["images"]["kernel"]["sha256sum"] == "aa"
-    assert 'rig.run=/rig-lava/boot-2.sh"' in deploys[1]["images"]["kernel"]["image_arg"]
+    kernel_arg = shlex.split(deploys[1]["images"]["kernel"]["image_arg"])
+    assert kernel_arg[:3] == ["-kernel", "{kernel}", "-append"]
+    assert kernel_arg[3].endswith(" rig.run=/rig-lava/boot-2.sh") and len(kernel_arg) == 4
     tests = [a["test"] for a in job["actions"] if "test" in a]
     monitor = tests[0]["monitors"][0]
     assert monitor["start"] == "RIG-SUITE-BEGIN kvm-host"
@@ -102,6 +105,23 @@ def test_job_renders_blocks_per_boot_with_machine_options(tmp_path: Path) -> Non
 def test_machine_options_carry_the_tcg_threading() -> None:
     options = render.machine_args(QemuConfig(smp=2, tcg_thread="single"))
     assert options.endswith("-smp 2 -m 512M -accel tcg,thread=single")
+
+
+def test_values_reach_lavas_command_line_quoted() -> None:
+    """LAVA splits image_arg and the device's options as a shell does: what rig.yaml
+    says of the machine and the kernel command line stays one word each."""
+    odd = QemuConfig(machine="virt,aia=aplic-imsic", cpu="rv64,h=true",
+                     append='quiet x="$(touch /tmp/canary)" `id`')
+    boot = jobs.Boot(1, "boot", odd, {"kvm-host": ["kvm-host/dev-kvm"]}, [])
+    art = {1: {"kernel": {"url": "u", "sha256": "a"}, "ramdisk": {"url": "v", "sha256": "b"}}}
+    job = yaml.safe_load(render.render_job("k1", "key", odd, [boot], art))
+    images = next(a["deploy"] for a in job["actions"] if "deploy" in a)["images"]
+    append = shlex.split(images["kernel"]["image_arg"])[3]
+    assert append.endswith('quiet x="$(touch /tmp/canary)" `id` rig.run=/rig-lava/boot-1.sh')
+    device = yaml.safe_load(render.render_device(odd))
+    options = device["actions"]["boot"]["methods"]["qemu"]["parameters"]["options"]
+    assert [shlex.split(o) for o in options[:2]] == [["-machine", "virt,aia=aplic-imsic"],
+                                                   ["-cpu", "rv64,h=true"]]
 
 
 def test_device_is_a_riscv64_qemu_without_kvm() -> None:

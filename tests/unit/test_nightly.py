@@ -10,6 +10,7 @@ import yaml
 from orchestrator import config, nightly, squad, store
 from orchestrator.config import NightlyConfig
 from orchestrator.errors import BadInput
+from orchestrator.identity import build_version
 from orchestrator.suites import outcome_line
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, Case, Measurement
 
@@ -85,6 +86,19 @@ def test_exit_policy(run_code: int, now: list[Case], fail_on: tuple, expected: i
     assert nightly.exit_code(run_code, found, NightlyConfig(fail_on=fail_on)) == expected
 
 
+def test_gone_cases_turn_the_night_red_when_fail_on_asks() -> None:
+    """A previous run's 45 linux-guest cases missing tonight: red by default, green only
+    when fail_on leaves gone-cases out."""
+    before = [case("kvm-host/dev-kvm", PASS)] + [case(f"linux-guest/c{i}", PASS)
+                                                 for i in range(45)]
+    found = [nightly.changes("k", [case("kvm-host/dev-kvm", PASS)], before, "r1", "k")]
+    assert len(found[0].cases["gone-cases"]) == 45
+    assert nightly.exit_code(0, found, NightlyConfig()) == 1
+    assert nightly.exit_code(0, found, NightlyConfig(fail_on=("gone-cases",))) == 1
+    assert nightly.exit_code(0, found, NightlyConfig(fail_on=("new-failures", "slower"))) == 0
+    assert "gone: 45 case(s) of r1 not run: linux-guest/c0" in "\n".join(nightly.summary(found))
+
+
 def test_a_failure_known_from_last_night_stays_green() -> None:
     failing = [case("a/x", FAIL)]
     found = [nightly.changes("k", failing, failing, "r1", "k")]
@@ -141,6 +155,12 @@ def test_outcome_line_is_what_host_scripts_print() -> None:
         "kept=true kind=guest-scounteren")
 
 
+def test_squad_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(BadInput, match="holds credentials") as refused:
+        squad.split_url("https://me:hunter2@squad.example.org/lkft/rig")
+    assert "hunter2" not in refused.value.message
+
+
 def test_squad_url_and_payload() -> None:
     assert squad.split_url("https://squad.example.org/lkft/rig") == (
         "https://squad.example.org/", "lkft/rig")
@@ -151,7 +171,33 @@ def test_squad_url_and_payload() -> None:
     data = squad.payload(cases, {"run_id": "r1", "kernels": {"k": {"key": "abc"}}}, "k")
     assert data["tests"] == {"a/x": "pass", "a/y": "skip", "a/z": "fail"}
     assert data["metrics"] == {"a/x": 131.0}
-    assert data["metadata"] == {"job_id": "r1-k", "kernel_key": "abc"}
+    assert data["metadata"] == {"job_id": "r1-k", "run_id": "r1", "kernel_key": "abc"}
+
+
+def test_squad_never_prints_url_credentials() -> None:
+    url = "https://rig:s3cret@squad.example.org/lkft/rig"
+    with pytest.raises(BadInput) as refused:
+        squad.split_url("https://rig:s3cret@squad.example.org/")
+    assert "s3cret" not in refused.value.message and "credentials" in refused.value.message
+    assert squad.shown(url) == "https://***@squad.example.org/lkft/rig"
+    assert squad.shown(f"connection to {url} refused") == (
+        "connection to https://***@squad.example.org/lkft/rig refused")
+    assert squad.shown("https://squad.example.org/lkft/rig") == (
+        "https://squad.example.org/lkft/rig")
+
+
+def test_a_kernel_is_published_under_its_version_and_commit_not_the_run() -> None:
+    debian = {"release": "6.12.57", "source": "linux-source-6.12=6.12.57-1", "key": "3f" * 32}
+    git = {"release": "6.13.0-rc1", "source": "git:" + "ab" * 20, "key": "0c" * 32}
+    assert build_version(debian) == "6.12.57-deb6.12.57-1-3f3f3f3f3f3f"
+    assert build_version(git) == "6.13.0-rc1-gabababababab-0c0c0c0c0c0c"
+    # as SQUAD takes a version: [a-zA-Z0-9_.-], a Debian backport's '~' and a '+' release too
+    backport = {"release": "6.12.118+", "source": "linux-source-6.12=6.12.118-1~deb12u1",
+                "key": "62b24b476961" + "0" * 52}
+    assert build_version(backport) == "6.12.118_-deb6.12.118-1_deb12u1-62b24b476961"
+    data = squad.payload([case("a/x", PASS)], {"run_id": "r1", "kernels": {"k": git}}, "k")
+    assert data["metadata"]["kernel_commit"] == "ab" * 20
+    assert data["metadata"]["kernel_release"] == "6.13.0-rc1"
 
 
 def test_a_trend_marks_where_the_kernel_version_changed() -> None:

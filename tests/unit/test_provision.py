@@ -69,8 +69,14 @@ def test_setup_on_another_system_lists_what_to_install(
         assert package in err
 
 
-def test_lava_dispatcher_beside_a_backports_qemu() -> None:
-    assert provision.lava_packages(False, "bookworm-backports") == [
-        "lava-dispatcher", "qemu-system-x86/bookworm-backports"]
-    assert provision.lava_packages(False, "trixie") == ["lava-dispatcher"]
-    assert provision.lava_packages(True, "bookworm-backports") == []
+def test_lava_lab_packages_beside_a_backports_qemu() -> None:
+    none: dict[str, str] = {}
+    assert provision.lava_packages(none, "bookworm-backports") == [
+        "lava-dispatcher", "lava-server", "postgresql", "qemu-system-x86/bookworm-backports"]
+    assert provision.lava_packages(none, "trixie") == [
+        "lava-dispatcher", "lava-server", "postgresql"]
+    # a machine that ran an earlier setup --lava: only the server side is missing
+    assert provision.lava_packages({"lava-dispatcher": "2023.01-2"}, "bookworm-backports") == [
+        "lava-server", "postgresql"]
+    every = dict.fromkeys(provision.LAVA_PACKAGES, "1")
+    assert provision.lava_packages(every, "bookworm-backports") == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import socket
 import subprocess
 import threading
@@ -263,6 +264,33 @@ def test_a_refused_key_is_bad_input(tmp_path: Path, server: SshServer, keys: dic
     entry = dataclass_replace(entry_for(server, keys, hosts), key_file=keys["impostor"][0])
     with pytest.raises(BadInput, match=f"refused key_file {keys['impostor'][0]}"):
         SshTarget(entry, tmp_path, budget()).connect()
+
+
+def test_a_key_with_a_passphrase_is_named_so(tmp_path: Path, server: SshServer,
+                                            keys: dict) -> None:
+    hosts = known(tmp_path / "known_hosts", server.port, keys["host"][1])
+    locked = tmp_path / "locked"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    locked.write_bytes(Ed25519PrivateKey.generate().private_bytes(  # as ssh-keygen -N writes
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(b"secret")))
+    entry = dataclass_replace(entry_for(server, keys, hosts), key_file=locked)
+    with pytest.raises(BadInput, match=f"key_file: {locked} is protected by a passphrase"):
+        SshTarget(entry, tmp_path, budget()).connect()
+
+
+def test_the_kernel_log_is_in_the_session_log_once(
+        tmp_path: Path, server: SshServer, keys: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "dmesg").write_text("#!/bin/sh\necho rig-kernel-log-line\n")
+    (tools / "dmesg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")  # the server's sh finds it
+    hosts = known(tmp_path / "known_hosts", server.port, keys["host"][1])
+    with SshTarget(entry_for(server, keys, hosts), tmp_path / "log", budget()) as target:
+        target.connect()
+    assert (tmp_path / "log" / "t.ssh.log").read_text().count("rig-kernel-log-line") == 1
 
 
 def test_a_command_timeout_is_an_infrastructure_error(

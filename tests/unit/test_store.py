@@ -20,7 +20,9 @@ def make_run(results: Path, run_id: str, kernels: dict[str, str], verdict: str =
     """A run directory as `orchestrator run` writes it: kernel name -> build key."""
     record = RunRecord(results, run_id)
     for name in kernels:
-        record.add(Case("counters/a", "counters", verdict, kernel=name, outcome={"kind": "value"}))
+        record.add(Case("counters/a", "counters", verdict, kernel=name, outcome={"kind": "value"},
+                        reason="" if verdict == PASS else "differs",
+                        rerun="" if verdict == PASS else "orchestrator run --only counters/a"))
         record.add(Case("latency/x", "latency", PASS, kernel=name, outcome={"kind": "figure"},
                         measurement=Measurement(value, "instructions", "exact", [[value]])))
     record.flush()
@@ -28,6 +30,7 @@ def make_run(results: Path, run_id: str, kernels: dict[str, str], verdict: str =
                         kernels={n: {"key": key, "source": "git:abc123", "patches": {"p": "1"},
                                      "config_sha256": "c", "toolchain": "t"}
                                  for n, key in kernels.items()})
+    record.finish()
     return record.dir
 
 

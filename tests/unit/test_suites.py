@@ -14,7 +14,7 @@ def fresh_registry(monkeypatch):
 
 def test_every_builtin_suite_is_a_package_found_in_run_order(fresh_registry):
     found = suites.registry()
-    assert list(found) == ["kvm-host", "counters", "isolation", "linux-guest",
+    assert list(found) == ["kvm-host", "counters", "isolation", "timer", "linux-guest",
                            "kselftest-kvm", "latency"]
     assert all(cls.__module__.count(".") == 2 for cls in found.values())
 

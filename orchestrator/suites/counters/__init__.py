@@ -21,7 +21,8 @@ from orchestrator.targets import Target
 from orchestrator.verdicts import Case
 
 PROGRAM = "counters"
-_ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)$")
+# matched whole (fullmatch): a case id read back from a run is foreign input
+_ID = re.compile(r"counters/(pmu|no-pmu)/(VS|VU)/(\w+)/scounteren=(0x[0-9a-f]+)", re.ASCII)
 SCOUNTEREN_MAX = 0xFFFFFFFF  # a 32-bit CSR
 MAX_VALUES = 16  # the VMM's parameter block holds this many
 
@@ -60,7 +61,7 @@ class Counters(Suite):
                 for mode in expect.MODES for counter in expect.COUNTER_CSRS]
 
     def command_for(self, case_id: str) -> str:
-        match = _ID.match(case_id)
+        match = _ID.fullmatch(case_id)
         if not match:
             return super().command_for(case_id)
         pmu, mode, counter, value = match.groups()
@@ -79,7 +80,7 @@ class Counters(Suite):
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         kvm = expectations.for_target(target)
         for pmu in (False, True):
-            wanted = [i for i in ids if _ID.match(i) and (_ID.match(i).group(1) == "pmu") == pmu]
+            wanted = [i for i in ids if (m := _ID.fullmatch(i)) and (m.group(1) == "pmu") == pmu]
             if wanted:
                 yield from self._run_program(target, pmu, wanted, kvm)
 
@@ -90,8 +91,9 @@ class Counters(Suite):
 
     def _run_program(self, target: Target, pmu: bool, ids: list[str],
                      kvm: tuple[KvmExpectations | None, str]) -> Iterator[Case]:
-        values = list(dict.fromkeys(int(_ID.match(i).group(4), 16) for i in ids))
+        values = list(dict.fromkeys(int(_ID.fullmatch(i).group(4), 16) for i in ids))
         result = target.run(self._command(pmu, values))
+        share = round(result.seconds / len(ids), 3)  # one program reads them all
         reported = set()
         for record in guest.parse_records(result.output):
             if record.get("kind") != "counter":
@@ -104,6 +106,7 @@ class Counters(Suite):
             judged = expect.judge(record, kvm[0])
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=expect.outcome_of(record), expected=judged.expected,
+                            duration=share,
                             details={"observed": judged.observed, "record": record,
                                      "expectations": kvm[1]})
         missing = [i for i in ids if i not in reported]

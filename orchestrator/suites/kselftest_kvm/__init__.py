@@ -104,6 +104,8 @@ class KselftestKvm(Suite):
     name = "kselftest-kvm"
     Config = KselftestConfig
     order = 80
+    found_at_run_time = ("get-reg-list's configurations (as the extensions KVM offers) and"
+                         " each program's KTAP subtests, under the program's id")
     cfg: KselftestConfig
 
     def __init__(self, cfg: SuiteConfig) -> None:
@@ -255,6 +257,7 @@ def _detail(result: str, output: str) -> str:
     return ""
 
 
+SUB_ID_MAX = 200
 _KTAP_RESULTS = {"pass": PASS, "fail": FAIL, "skip": SKIP, "xfail": KNOWN_DEVIATION,
                  "todo": SKIP, "timeout": "timeout", "error": FAIL}
 
@@ -273,7 +276,10 @@ def _subresults(case_id: str, program: str, output: str) -> list[tuple[str, str,
         return found
     seen: set[str] = set()
     for result in ktap.parse(output).results:
-        name = re.sub(r"\s+", "_", result.description) or str(result.number)
+        # a case id is one line of bounded length (results schema): the program's
+        # description is foreign text
+        name = re.sub(r"[\s\x00-\x1f\x7f]+", "_", result.description)[:SUB_ID_MAX] \
+            or str(result.number)
         sub_id = f"{case_id}/{name}"
         if sub_id in seen:
             sub_id = f"{sub_id}#{result.number}"

@@ -37,7 +37,7 @@ from orchestrator.verdicts import Case
 MOUNT = "/mnt/linux-guest"
 GUEST_CPUS = 2
 GUEST_MEMORY = "128M"
-_ID = re.compile(r"linux-guest/host-pua=(\d)/guest-pua=(\d)/(direct|perf)/(\w+)$")
+_ID = re.compile(r"linux-guest/host-pua=(\d)/guest-pua=(\d)/(direct|perf)/(\w+)", re.ASCII)
 _RUN = re.compile(r"^RIG-GUEST-RUN (.*)$", re.MULTILINE)
 # what the host script exits with before the guest runs
 SCRIPT_ERRORS = {90: "cannot mount the guest share (virtio-9p)",
@@ -161,13 +161,13 @@ class LinuxGuest(Suite):
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
         kvm = expectations.for_target(target)  # the host's KVM is what the guest meets
         for host_pua in dict.fromkeys(self.cfg.host_perf_user_access):
-            wanted = [i for i in ids if (m := _ID.match(i)) and int(m.group(1)) == host_pua]
+            wanted = [i for i in ids if (m := _ID.fullmatch(i)) and int(m.group(1)) == host_pua]
             if wanted:
                 yield from self._guest_run(target, host_pua, wanted, kvm)
 
     def _guest_run(self, target: Target, host_pua: int, ids: list[str],
                    kvm: tuple[KvmExpectations | None, str]) -> Iterator[Case]:
-        guest_values = sorted({int(_ID.match(i).group(2)) for i in ids})
+        guest_values = sorted({int(_ID.fullmatch(i).group(2)) for i in ids})
         kernel_args = (f"console=ttyS0 panic=-1 quiet rig.perf-user-access="
                        f"{','.join(map(str, guest_values))} rig.hops={self.cfg.hops}")
         result = target.run(host_script(self.cfg, host_pua, kernel_args),
@@ -186,10 +186,13 @@ class LinuxGuest(Suite):
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
                    "guest_boot_seconds": _boot_seconds(run), "expectations": kvm[1]}
-        yield from self._judged(host_pua, ids, guest_console, run, details, kvm[0])
+        yield from self._judged(host_pua, ids, guest_console, run, details, kvm[0],
+                                round(result.seconds / len(ids), 3))
 
     def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
-                details: dict, kvm: KvmExpectations | None) -> Iterator[Case]:
+                details: dict, kvm: KvmExpectations | None,
+                share: float = 0.0) -> Iterator[Case]:
+        """share: each case's part of the guest run that read them all."""
         records = guest.parse_records(console)
         start = next((r for r in records if r.get("kind") == "start"), {})
         cpus = int(start.get("cpus", GUEST_CPUS))
@@ -205,6 +208,7 @@ class LinuxGuest(Suite):
             judged = rules.judge(record, cpus, kvm)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
+                            duration=share,
                             details={**details, "observed": judged.observed, "record": record})
         missing = [i for i in ids if i not in reported]
         if missing:

@@ -135,6 +135,10 @@ class SshTarget:
                                f" {entry.known_hosts} (it offers {key.get_name()}"
                                f" {fingerprint(key)}); add it, or set host_keys: accept-new"
                                ) from None
+            if isinstance(exc, paramiko.PasswordRequiredException):
+                raise BadInput(f"{self._where}.key_file: {entry.key_file} is protected by a"
+                               " passphrase, which the rig never asks for: load the key into"
+                               " ssh-agent and set 'agent: true'") from None
             if isinstance(exc, paramiko.AuthenticationException):
                 how = f"key_file {entry.key_file}" if entry.key_file else "the agent's keys"
                 raise BadInput(f"{self._where}: {self.address} refused {how}") from None
@@ -161,7 +165,7 @@ class SshTarget:
             self.console_log.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.console_log.open("a")
         self._log.write(f"# connected to {self.address}\n")
-        self._write_log(self.run("dmesg").output)
+        self.run("dmesg")  # into the log (run() logs every command and its output)
         facts = self.run("nproc; sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo")
         try:
             cpus, mem_kb = (int(x) for x in facts.output.split()[:2])
