@@ -25,6 +25,7 @@ from orchestrator import (
     __version__,
     bisect,
     config,
+    expectations,
     guest,
     history,
     kernel,
@@ -256,28 +257,49 @@ def _run_dir(rig: config.RigConfig, given: str) -> Path:
 
 def _sides(run_dir: Path) -> dict[str, Side]:
     cases = results.load_cases(run_dir)  # foreign input: BadInput names file and field
-    return {k: Side(f"{run_dir.name}:{k}", mine) for k, mine in by_kernel(cases).items()
+    kernels = results.load_manifest(run_dir).get("kernels", {})
+    return {k: Side(f"{run_dir.name}:{k}", mine,
+                    str((kernels.get(k) or {}).get("release") or ""))
+            for k, mine in by_kernel(cases).items()
             if k and not all(c.suite == results.DIFFERS for c in mine)}
+
+
+def compare_pairs(names_a: list[str], names_b: list[str], asked: list[str]
+                  ) -> list[tuple[str, str]]:
+    """Which kernel of run A is compared with which of run B: as asked (--pair A=B),
+    else those of the same name, else the runs' kernels in order when both have as
+    many (e.g. a 6.12 A/B against a 7.3 A/B)."""
+    if asked:
+        pairs = []
+        for entry in asked:
+            a, sep, b = entry.partition("=")
+            if not sep or a not in names_a or b not in names_b:
+                raise BadInput(f"--pair {entry}: expected KERNEL_A=KERNEL_B, one of"
+                               f" {', '.join(names_a)} = one of {', '.join(names_b)}")
+            pairs.append((a, b))
+        return pairs
+    common = [k for k in names_a if k in names_b]
+    if common:
+        return [(k, k) for k in common]
+    if len(names_a) == len(names_b):
+        return list(zip(names_a, names_b, strict=True))
+    raise BadInput("compare: the runs share no kernel and hold different numbers of"
+                   " kernels; name the pairs with --pair KERNEL_A=KERNEL_B")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     rig = _load(args)
     dir_a, dir_b = _run_dir(rig, args.run_a), _run_dir(rig, args.run_b)
     sides_a, sides_b = _sides(dir_a), _sides(dir_b)
-    common = [k for k in sides_a if k in sides_b]
-    if common:
-        pairs = [(sides_a[k], sides_b[k]) for k in common]
-    elif len(sides_a) == 1 and len(sides_b) == 1:
-        pairs = [(next(iter(sides_a.values())), next(iter(sides_b.values())))]
-    else:
-        raise BadInput(f"compare: {dir_a.name} and {dir_b.name} share no kernel"
-                       " and do not hold one kernel each")
+    pairs = [(sides_a[a], sides_b[b])
+             for a, b in compare_pairs(list(sides_a), list(sides_b), args.pair or [])]
     out = rig.results_dir / f"compare-{dir_a.name}-vs-{dir_b.name}"
     sides = list({s.label: s for pair in pairs for s in pair}.values())
     kernels = {f"{run_dir.name}:{name}": built for run_dir in (dir_a, dir_b)
                for name, built in results.load_manifest(run_dir).get("kernels", {}).items()}
     comparisons = report.write(out, f"{dir_b.name} against {dir_a.name}", sides, pairs,
-                               {s.label: kernels[s.label] for s in sides if s.label in kernels})
+                               {s.label: kernels[s.label] for s in sides if s.label in kernels},
+                               expectations.explainer)
     if args.json:
         print(json.dumps({"a": str(dir_a), "b": str(dir_b), "report": str(out / "report.md"),
                           "comparisons": comparisons}, indent=1))
@@ -573,6 +595,9 @@ SUBCOMMANDS = (
                ("0 compared (whatever the comparison found)", _BAD), (
         arg("run_a", metavar="RUN_A", help="a run directory or run id (the baseline)"),
         arg("run_b", metavar="RUN_B", help="a run directory or run id"),
+        arg("--pair", action="append", metavar="KERNEL_A=KERNEL_B",
+            help="compare these two kernels (repeatable); default: the kernels of the same"
+                 " name, else both runs' kernels in order"),
         json_output("the comparisons and the report's path")), cmd_compare,
                details="Cases one run has and the other has not are listed as gone or new"),
     Subcommand("bisect", "git bisect a kernel tree with the rig as the judge",

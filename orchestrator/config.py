@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
 import tempfile
 import types
 import typing
@@ -96,14 +95,13 @@ class NightlyConfig:
 
 @dataclass(frozen=True)
 class DebianSource:
-    """A kernel tarball shipped by a Debian package (e.g. linux-source-6.12)."""
+    """A kernel tarball shipped by a Debian package (e.g. linux-source-7.3), from
+    whichever Debian suite carries it (orchestrator.debian.kernel_source). The
+    package name and `version` may be shell patterns: the newest match is taken."""
 
     name: str
     debian_package: str
-
-    @property
-    def tarball(self) -> Path:
-        return Path("/usr/src") / f"{self.debian_package}.tar.xz"
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,28 +303,27 @@ def _name(reader: Reader, where: str, value: Any) -> str:
     return text
 
 
-def _apt_knows(package: str) -> bool:
-    """Whether apt has the package (not installed yet is fine: setup installs it)."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", package):
-        return False
-    try:
-        shown = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
-                               capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return True  # no apt here to ask: the build will say what is missing
-    return shown.returncode == 0
+# linux-source-X.Y, or a pattern of such names (linux-source-*, linux-source-7.?)
+_KERNEL_SOURCE_PACKAGE = re.compile(r"linux-source-[0-9.*?\[\]]+")
+_VERSION_PATTERN = re.compile(r"[0-9A-Za-z.+~:*?\[\]-]+")
 
 
 def _source(reader: Reader, name: str, value: Any) -> Source:
     where = f"sources.{name}"
-    raw = reader.mapping(where, value, ["debian_package", "git", "ref"])
+    raw = reader.mapping(where, value, ["debian_package", "version", "git", "ref"])
     if "debian_package" in raw and "git" not in raw and "ref" not in raw:
         package = reader.scalar(f"{where}.debian_package", raw["debian_package"], str)
-        source = DebianSource(name, package)
-        if not source.tarball.is_file() and not _apt_knows(package):
+        if not _KERNEL_SOURCE_PACKAGE.fullmatch(package):
             reader.fail(f"{where}.debian_package", package,
-                        f"a Debian package shipping {source.tarball} (apt knows no such package)")
-        return source
+                        "a Debian kernel source package, linux-source-X.Y, or a pattern"
+                        " (linux-source-*: the newest Debian offers)")
+        version = raw.get("version")
+        if version is not None:
+            version = reader.scalar(f"{where}.version", version, str)
+            if not _VERSION_PATTERN.fullmatch(version):
+                reader.fail(f"{where}.version", version,
+                            "a Debian version or a pattern of one (e.g. 7.3.*)")
+        return DebianSource(name, package, version)
     if "git" in raw and "ref" in raw and "debian_package" not in raw:
         tree = (reader.base / reader.scalar(f"{where}.git", raw["git"], str)).resolve()
         if not (tree / ".git").exists() and not (tree / "HEAD").is_file():
@@ -335,7 +332,8 @@ def _source(reader: Reader, name: str, value: Any) -> Source:
         if ref.startswith("-") or _CONTROL.search(ref) or not ref:  # never a git option
             reader.fail(f"{where}.ref", ref, "a commit-ish (a branch, tag or commit)")
         return GitSource(name, tree, ref)
-    reader.fail(where, value, "either 'debian_package: NAME' or both 'git: PATH' and 'ref: REF'")
+    reader.fail(where, value, "either 'debian_package: NAME' (and optionally 'version:')"
+                " or both 'git: PATH' and 'ref: REF'")
 
 
 def _kernel(reader: Reader, index: int, value: Any, sources: dict[str, Source]) -> KernelSpec:

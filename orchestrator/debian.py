@@ -10,17 +10,20 @@ then reports a size mismatch).
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
 import json
 import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from orchestrator import cachefile
-from orchestrator.errors import InfraError
+from orchestrator.errors import BadInput, InfraError
 from orchestrator.progress import Progress, run_logged
 
 FOREIGN_SUITES = ("trixie", "sid", "forky")
@@ -62,13 +65,17 @@ class ForeignApt:
         ]
 
     def use_suite(self, mirror: str, suite: str) -> None:
+        self.use_suites(mirror, (suite,))
+
+    def use_suites(self, mirror: str, suites: tuple[str, ...]) -> None:
         for sub in ("lists/partial", "cache/archives/partial", "debs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # an empty dpkg status: nothing counts as installed, so apt resolves whole
         # dependency closures (fetch_closure)
         (self.root / "status").write_text("")
-        self.sources.write_text(
-            f"deb [arch={self.arch} signed-by={KEYRING}] {mirror} {suite} main\n")
+        self.sources.write_text("".join(
+            f"deb [arch={self.arch} signed-by={KEYRING}] {mirror} {suite} main\n"
+            for suite in suites))
 
     def package_sha256(self, package: str) -> str:
         show = subprocess.run(["apt-cache", *self.options(), "show", package],
@@ -191,3 +198,151 @@ def fetch_closure(cache_dir: Path, package: str, arch: str = "riscv64",
 
     return _from_some_suite(apt, f"{package}:{arch} with its dependencies", download, log,
                             progress)
+
+
+# -- kernel source packages (linux-source-X.Y, arch all) from any Debian suite ----
+
+# Codenames, not aliases (stable-backports, ...): a mirror may serve an alias's
+# index weeks behind its codename's. The security archive is left out: its
+# updates reach a host of that release through the host's own apt.
+KERNEL_SOURCE_SUITES = ("bookworm-backports", "trixie", "trixie-backports", "forky", "sid")
+
+
+@dataclass(frozen=True)
+class KernelSourcePackage:
+    """One version of a Debian kernel source package and its tarball on disk."""
+
+    package: str
+    version: str
+    tarball: Path
+
+    @property
+    def identity(self) -> str:
+        return f"{self.package}={self.version}"
+
+
+def host_arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def installed_version(package: str) -> str | None:
+    """The version of package the host's dpkg has installed, or None."""
+    query = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package],
+                           capture_output=True, text=True)
+    status = query.stdout.split()
+    if query.returncode != 0 or status[:3] != ["install", "ok", "installed"]:
+        return None
+    return status[3]
+
+
+def newest_first(versions: list[str]) -> list[str]:
+    """Debian versions, newest first (dpkg's ordering: 7.3.4-1~bpo13+1 < 7.3.4-1)."""
+    def compare(a: str, b: str) -> int:
+        if a == b:
+            return 0
+        newer = subprocess.run(["dpkg", "--compare-versions", a, "gt", b]).returncode == 0
+        return -1 if newer else 1
+    return sorted(versions, key=functools.cmp_to_key(compare))
+
+
+def offered_versions(apt: ForeignApt, package_pattern: str,
+                     version_pattern: str | None) -> list[tuple[str, str]]:
+    """(package, version) pairs the private apt's suites offer that match the
+    patterns (fnmatch), newest version first."""
+    prefix = re.split(r"[*?\[]", package_pattern, maxsplit=1)[0]
+    names = subprocess.run(["apt-cache", *apt.options(), "pkgnames", prefix],
+                           capture_output=True, text=True).stdout.split()
+    offered = []
+    for name in sorted(n for n in set(names) if fnmatch.fnmatchcase(n, package_pattern)):
+        madison = subprocess.run(["apt-cache", *apt.options(), "madison", name],
+                                 capture_output=True, text=True).stdout
+        for line in madison.splitlines():
+            fields = [f.strip() for f in line.split("|")]
+            if len(fields) == 3 and fields[0] == name and (
+                    version_pattern is None or fnmatch.fnmatchcase(fields[1], version_pattern)):
+                offered.append((name, fields[1]))
+    by_version = {version: name for name, version in offered}
+    return [(by_version[v], v) for v in newest_first(list(by_version))]
+
+
+def _extract_tarball(deb: Path, package: str, dest: Path) -> Path:
+    """usr/src/<package>.tar.xz out of deb, to dest (whole, then renamed)."""
+    return extract(deb, f"usr/src/{package}.tar.xz", dest)
+
+
+def kernel_source(cache_dir: Path, package_pattern: str, version_pattern: str | None,
+                  progress: Progress | None = None) -> KernelSourcePackage:
+    """The kernel source package a rig.yaml source names, on disk.
+
+    An exact name the host has installed (what `orchestrator setup` installs) is
+    taken from /usr/src. Anything else comes from the private apt's Debian suites:
+    the newest version matching the patterns. Each call refreshes the indices
+    (apt fetches only what changed), so a nightly sees a new upload; offline, the
+    last resolution of the same patterns is reused.
+    """
+    exact = not re.search(r"[*?\[]", package_pattern) and version_pattern is None
+    if exact and (version := installed_version(package_pattern)):
+        tarball = Path("/usr/src") / f"{package_pattern}.tar.xz"
+        if tarball.is_file():
+            return KernelSourcePackage(package_pattern, version, tarball)
+
+    progress = progress or Progress(f"Debian {package_pattern}")
+    apt = ForeignApt(cache_dir / "apt-kernel-sources", host_arch())
+    apt.root.mkdir(parents=True, exist_ok=True)
+    wanted = f"{package_pattern} {version_pattern or ''}".strip()
+    memo = apt.root / f"resolved-{hashlib.sha256(wanted.encode()).hexdigest()[:16]}.json"
+    log = apt.root / "apt.log"
+    apt.use_suites(debian_mirror(), KERNEL_SOURCE_SUITES)
+    progress.begin(f"apt-get update ({', '.join(KERNEL_SOURCE_SUITES)})")
+    try:
+        # no --error-on=any: a suite caught mid-sync or signed by a key this host's
+        # keyring lacks is left out (its index is not trusted), the others count
+        run_logged(["apt-get", *apt.options(), "update"], log, progress)
+        offered = offered_versions(apt, package_pattern, version_pattern)
+    except InfraError as exc:
+        offered = []
+        progress.done(f"apt-get update failed: {exc.message}")
+    if not offered:
+        if memo.is_file():
+            known = json.loads(memo.read_text())
+            tarball = Path(known["tarball"])
+            if tarball.is_file() and _sha256(tarball) == known["sha256"]:
+                progress.done(f"offline: {known['package']}={known['version']} as last resolved")
+                return KernelSourcePackage(known["package"], known["version"], tarball)
+        raise BadInput(f"debian_package {wanted}: no Debian suite of"
+                       f" {', '.join(KERNEL_SOURCE_SUITES)} offers it (see {log})")
+    package, version = offered[0]
+    found = _fetch_kernel_source(apt, package, version, log, progress)
+    memo.write_text(json.dumps({"package": package, "version": version,
+                                "tarball": str(found.tarball),
+                                "sha256": _sha256(found.tarball)}))
+    return found
+
+
+def _fetch_kernel_source(apt: ForeignApt, package: str, version: str, log: Path,
+                         progress: Progress) -> KernelSourcePackage:
+    """package=version's tarball under the private apt's root, downloaded once."""
+    home = apt.root / "sources" / f"{package}_{version.replace(':', '%3a')}"
+    tarball = home / f"{package}.tar.xz"
+    record = home / "source.json"
+    if record.is_file() and tarball.is_file():
+        if _sha256(tarball) == json.loads(record.read_text())["tarball_sha256"]:
+            return KernelSourcePackage(package, version, tarball)
+        cachefile.damaged(f"{package}={version}", tarball)
+    home.mkdir(parents=True, exist_ok=True)
+    debs = apt.root / "debs"
+    for old in debs.glob("*.deb"):
+        old.unlink()
+    progress.begin(f"apt-get download {package}={version}")
+    # apt checks the download against the signed index's SHA256
+    run_logged(["apt-get", *apt.options(), "download", f"{package}={version}"], log, progress,
+               cwd=debs)
+    deb = next(debs.glob(f"{package}_*.deb"))
+    progress.begin(f"extract {package}.tar.xz")
+    _extract_tarball(deb, package, tarball)
+    deb.unlink()  # the tarball is what is kept
+    record.write_text(json.dumps({"package": package, "version": version,
+                                  "tarball_sha256": _sha256(tarball)}))
+    progress.done(f"{package} {version}")
+    return KernelSourcePackage(package, version, tarball)

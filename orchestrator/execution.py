@@ -14,7 +14,7 @@ ssh host (orchestrator.runner.run_target) and the replay of a LAVA job's log
   boot) does the same for every case it prevented.
 Suites whose needs give the same machine share a boot (`machine_groups`);
 after all kernels, `add_differs` records each case that behaves differently
-than on the first kernel.
+than on the first kernel of its source.
 """
 
 from __future__ import annotations
@@ -80,14 +80,18 @@ def machine_groups(suites: Iterable[Suite], qemu: QemuConfig) -> list[Group]:
             for index, (machine, members) in enumerate(grouped)]
 
 
-def add_differs(rig: RigConfig, record: RunRecord, baseline: str) -> None:
-    """A `differs` failure for each case whose behaviour on a kernel is not the
-    baseline kernel's."""
-    for diff in compare.behaviour(record.cases, baseline):
-        record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
-                        kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
-                        expected=f"as on {baseline}",
-                        rerun=rerun_command(rig, diff.id, [baseline, diff.kernel])))
+def add_differs(rig: RigConfig, record: RunRecord, baselines: dict[str, str]) -> None:
+    """A `differs` failure for each case whose behaviour on a kernel is not its
+    baseline kernel's (compare.baselines: the first kernel of the same source)."""
+    for name, baseline in baselines.items():
+        if name == baseline:
+            continue
+        pair = [c for c in record.cases if c.kernel in (name, baseline)]
+        for diff in compare.behaviour(pair, baseline):
+            record.add(Case(id=f"{DIFFERS}/{diff.id}", suite=DIFFERS, verdict=FAIL,
+                            kernel=diff.kernel, reason=diff.reason, outcome=diff.outcome,
+                            expected=f"as on {baseline}",
+                            rerun=rerun_command(rig, diff.id, [baseline, diff.kernel])))
 
 
 class Execution:

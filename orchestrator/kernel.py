@@ -26,12 +26,13 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import cachefile
+from orchestrator import cachefile, debian
 from orchestrator.config import DebianSource, GitSource, KernelSpec, RigConfig, Source
 from orchestrator.errors import BadInput, InfraError
 from orchestrator.progress import Progress, run_logged
@@ -63,6 +64,8 @@ class BuiltKernel:
     config_sha256: str
     toolchain: str
     release: str  # the kernel's own include/config/kernel.release (what `uname -r` prints)
+    # fragment options this kernel's Kconfig does not have (FragmentOption as a dict)
+    dropped_options: tuple[dict, ...] = ()
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -93,23 +96,30 @@ def toolchain_id() -> str:
     return "; ".join(lines)
 
 
-def source_id(source: Source, config_path: Path) -> str:
-    """What identifies a source's content: package version or commit id."""
+_debian_sources: dict[tuple[Path, str, str | None], debian.KernelSourcePackage] = {}
+_debian_lock = threading.Lock()
+
+
+def debian_source(source: DebianSource, rig: RigConfig) -> debian.KernelSourcePackage:
+    """The package version a Debian source names, resolved once per process (every
+    kernel of a run builds the same version)."""
+    key = (rig.cache_dir, source.debian_package, source.version)
+    with _debian_lock:
+        if key not in _debian_sources:
+            _debian_sources[key] = debian.kernel_source(
+                rig.cache_dir, source.debian_package, source.version,
+                Progress(f"source {source.name}"))
+        return _debian_sources[key]
+
+
+def source_id(source: Source, rig: RigConfig) -> str:
+    """What identifies a source's content: package and version, or commit id."""
     if isinstance(source, DebianSource):
-        query = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Version}", source.debian_package],
-            capture_output=True, text=True,
-        )
-        if query.returncode != 0 or not source.tarball.is_file():
-            raise InfraError(
-                f"{source.debian_package} is not installed (no {source.tarball});"
-                " run 'orchestrator setup'"
-            )
-        return f"{source.debian_package}={query.stdout.strip()}"
+        return debian_source(source, rig).identity
     resolved = _git(source.git, "rev-parse", "--verify", "--quiet", f"{source.ref}^{{commit}}",
                     check=False)
     if resolved.returncode != 0:
-        raise BadInput(f"{config_path}: sources.{source.name}.ref: {source.ref!r}"
+        raise BadInput(f"{rig.path}: sources.{source.name}.ref: {source.ref!r}"
                        f" is not a commit in {source.git}")
     return f"git:{resolved.stdout.strip()}"
 
@@ -171,6 +181,7 @@ class _Tree:
     """A source's work tree and build directory, used under an exclusive lock."""
 
     def __init__(self, rig: RigConfig, source: Source, src_id: str) -> None:
+        self.rig = rig
         self.root = rig.cache_dir / "trees" / source.name
         self.src = self.root / "src"
         self.build = self.root / "build"
@@ -210,11 +221,12 @@ class _Tree:
 
     def _import_tarball(self, progress: Progress, log: Path) -> None:
         assert isinstance(self.source, DebianSource)
+        tarball = debian_source(self.source, self.rig).tarball
         for stale in (self.src, self.build):
             shutil.rmtree(stale, ignore_errors=True)
         self.src.mkdir(parents=True)
-        progress.begin(f"extract {self.source.tarball.name}")
-        run_logged(["tar", "-xf", str(self.source.tarball), "--strip-components=1",
+        progress.begin(f"extract {tarball.name}")
+        run_logged(["tar", "-xf", str(tarball), "--strip-components=1",
                     "-C", str(self.src)], log, progress)
         # --force: Debian's top-level .gitignore ignores everything but debian/
         progress.begin("commit the pristine tree")
@@ -262,39 +274,95 @@ def pristine_tree(rig: RigConfig, source: DebianSource,
                   progress: Progress | None = None) -> tuple[Path, str]:
     """The rig's git tree of a Debian kernel source and its pristine commit."""
     progress = progress or Progress(f"source {source.name}")
-    tree = _Tree(rig, source, source_id(source, rig.path))
+    tree = _Tree(rig, source, source_id(source, rig))
     with tree.locked():
         commit = tree.base_commit(progress, tree.root / "import.log")
     return tree.src, commit
 
 
-def _fragment_symbols(fragment: Path) -> dict[str, str]:
-    """CONFIG_X -> wanted value ('n' for '# CONFIG_X is not set')."""
+@dataclass(frozen=True)
+class FragmentOption:
+    symbol: str  # CONFIG_X
+    value: str  # 'n' for '# CONFIG_X is not set'
+    fragment: str  # the fragment's file name
+    needed_by: tuple[str, ...] = ()  # suites that cannot run without it
+
+    def line(self) -> str:
+        needed = f" (needed by {', '.join(self.needed_by)})" if self.needed_by else ""
+        return f"{self.fragment}: {self.symbol}={self.value}{needed}"
+
+
+_NEEDED_BY = re.compile(r"#\s*needed by:\s*(.+)")
+
+
+def _fragment_symbols(fragment: Path) -> dict[str, FragmentOption]:
+    """CONFIG_X -> what the fragment asks for it. A comment line `# needed by: SUITE,
+    ...` marks the options after it, up to the next blank line, as needed by those
+    suites."""
     wanted = {}
+    needed_by: tuple[str, ...] = ()
     for line in fragment.read_text().splitlines():
         line = line.strip()
+        if not line:
+            needed_by = ()
+            continue
+        marker = _NEEDED_BY.fullmatch(line)
+        if marker:
+            needed_by = tuple(s.strip() for s in marker.group(1).split(",") if s.strip())
+            continue
         unset = re.fullmatch(r"# (CONFIG_\w+) is not set", line)
         if unset:
-            wanted[unset.group(1)] = "n"
+            wanted[unset.group(1)] = FragmentOption(unset.group(1), "n", fragment.name,
+                                                    needed_by)
         elif line.startswith("CONFIG_") and "=" in line:
             symbol, value = line.split("=", 1)
-            wanted[symbol] = value
+            wanted[symbol] = FragmentOption(symbol, value, fragment.name, needed_by)
     return wanted
 
 
-def check_config(final_config: Path, fragments: tuple[Path, ...]) -> None:
-    """Every symbol a fragment sets must survive olddefconfig unchanged."""
+def check_config(final_config: Path, fragments: tuple[Path, ...],
+                 in_kconfig: Callable[[str], bool]) -> list[FragmentOption]:
+    """Every symbol a fragment sets must survive olddefconfig unchanged; one this
+    kernel's Kconfig no longer has (in_kconfig says, e.g. PROC_SYSCTL in 7.x) is
+    returned instead, for the run to report (and to stop the suites needing it)."""
     final = {}
     for line in final_config.read_text().splitlines():
         if line.startswith("CONFIG_") and "=" in line:
             symbol, value = line.split("=", 1)
             final[symbol] = value
+    dropped = []
     for fragment in fragments:
-        for symbol, want in _fragment_symbols(fragment).items():
+        for symbol, option in _fragment_symbols(fragment).items():
             got = final.get(symbol, "n")
-            if got != want:
-                raise BadInput(f"{fragment}: {symbol}={want} did not survive olddefconfig"
-                               f" (final .config has {symbol}={got}); check its dependencies")
+            if got == option.value:
+                continue
+            if not in_kconfig(symbol):
+                dropped.append(option)
+                continue
+            raise BadInput(f"{fragment}: {symbol}={option.value} did not survive olddefconfig"
+                           f" (final .config has {symbol}={got}); check its dependencies")
+    return dropped
+
+
+def unmet_needs(built: BuiltKernel, suites: list[str]) -> dict[str, str]:
+    """suite -> why it cannot run on built: a fragment option it needs that the
+    kernel's Kconfig dropped."""
+    unmet: dict[str, str] = {}
+    for recorded in built.dropped_options:
+        option = FragmentOption(**{**recorded, "needed_by": tuple(recorded["needed_by"])})
+        for suite in set(option.needed_by) & set(suites):
+            unmet.setdefault(suite, f"{option.line()}: not in {built.release}'s Kconfig")
+    return unmet
+
+
+def kconfig_knows(tree: Path) -> Callable[[str], bool]:
+    """Whether a Kconfig file of tree defines the symbol (CONFIG_X)."""
+    def knows(symbol: str) -> bool:
+        name = symbol.removeprefix("CONFIG_")
+        found = _git(tree, "grep", "-q", "-E", f"^[[:space:]]*(menu)?config {name}[[:space:]]*$",
+                     "--", "*Kconfig*", check=False)
+        return found.returncode == 0
+    return knows
 
 
 def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
@@ -303,7 +371,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     the compile step may take timeout seconds (default: rig.yaml timeouts.build)."""
     progress = progress or Progress(f"kernel {spec.name}")
     toolchain = toolchain_id()
-    src_id = source_id(spec.source, rig.path)
+    src_id = source_id(spec.source, rig)
     key = kernel_key(src_id, spec, toolchain)
     out = output_dir(rig, spec, key)
     cached = load_cached(out)
@@ -332,7 +400,9 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
                         "-O", str(tree.build), str(tree.build / ".config"),
                         *map(str, spec.config)], log, progress, cwd=tree.src, env=env)
         run_logged(tree.make_command(1, "olddefconfig"), log, progress, env=env)
-        check_config(tree.build / ".config", spec.config)
+        dropped = check_config(tree.build / ".config", spec.config, kconfig_knows(tree.src))
+        for option in dropped:
+            progress.done(f"warning: {option.line()}: not in this kernel's Kconfig")
         progress.begin(f"make -j{rig.build_jobs} Image")
         run_logged(tree.make_command(rig.build_jobs, "Image"), log, progress, env=env,
                    timeout=timeout or rig.timeouts.build)
@@ -347,6 +417,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
         build_seconds=round(time.monotonic() - started, 1), cached=False, source=src_id,
         patches={p.name: _sha256(p) for p in spec.patches},
         config_sha256=_sha256(out / "config"), toolchain=toolchain, release=release,
+        dropped_options=tuple(asdict(option) for option in dropped),
     )
     save_record(out, kernel)
     progress.done(f"built in {kernel.build_seconds:.0f}s -> {kernel.image}")

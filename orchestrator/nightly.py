@@ -129,8 +129,11 @@ def changes(kernel: str, now: list[Case], before: list[Case] | None,
 
 
 def build_changes(before: store.StoredKernel, now: store.StoredKernel) -> list[str]:
-    """What differs between two builds of a kernel, field by field."""
+    """What differs between two builds of a kernel, field by field; first the kernel's
+    own version when it moved (e.g. a Debian update under the same source name)."""
     out = []
+    if before.release and now.release and before.release != now.release:
+        out.append(f"kernel changed: {before.release} -> {now.release}")
     for name in BUILD_FIELDS:
         old, new = getattr(before, name), getattr(now, name)
         if old != new:
@@ -141,6 +144,8 @@ def build_changes(before: store.StoredKernel, now: store.StoredKernel) -> list[s
                 parts = [f"+{p}" for p in added] + [f"-{p}" for p in gone] + [
                     f"~{p}" for p in edited]
                 out.append(f"patches {' '.join(parts)}")
+            elif name == "source" and not str(new).startswith("git:"):
+                out.append(f"source {old} -> {new}")  # a Debian package=version, whole
             else:
                 out.append(f"{name} {str(old)[:24]} -> {str(new)[:24]}")
     return out
@@ -235,6 +240,7 @@ def summary(found: list[KernelChanges]) -> list[str]:
         kinds = ", ".join(f"{len(v)} {kind}" for kind, v in k.cases.items() if v)
         lines.append(f"{k.kernel} ({against}): {_changes(k.count())}"
                      + (f": {kinds}" if kinds else ""))
+        lines += [f"  {change}" for change in k.build_changes]
         for c in k.cases["new-failures"]:
             lines.append(f"  new failure: {c.id}: {c.why}")
         gone = k.cases["gone-cases"]
@@ -252,6 +258,15 @@ def summary(found: list[KernelChanges]) -> list[str]:
 # set a little apart, so two kernels with the same figures stay two visible series.
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 _LINES = ("-", "--", ":", "-.")
+
+
+def version_changes(points: list[dict]) -> list[tuple[str, float, str]]:
+    """(run, value, new release) where a trend's kernel version changed."""
+    changes = []
+    for before, now in zip(points, points[1:], strict=False):
+        if before.get("release") and now.get("release") and before["release"] != now["release"]:
+            changes.append((now["run"], now["value"], now["release"]))
+    return changes
 
 
 def trend_figure(title: str, trends: list[dict]) -> Figure | None:
@@ -281,6 +296,10 @@ def trend_figure(title: str, trends: list[dict]) -> Figure | None:
                 ax.errorbar(xs, ys, yerr=[low, high], capsize=3, **style)
             else:
                 ax.plot(xs, ys, **style)
+            for run, value, release in version_changes(t["points"]):
+                ax.annotate(release, (runs.index(run) + offset, value), xytext=(0, 8),
+                            textcoords="offset points", fontsize=6, ha="center",
+                            arrowprops={"arrowstyle": "-"})
             ax.set_ylabel(f"{t['unit']} (emulated)")
         ax.set_xticks(range(len(runs)), runs, rotation=30, fontsize=7, ha="right")
         ax.set_title(cid, fontsize=9)

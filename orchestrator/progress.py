@@ -19,6 +19,10 @@ from typing import TextIO
 from orchestrator.errors import TAIL_LINES, InfraError
 
 
+class TimedOut(InfraError):
+    """A logged step ran past its timeout and was killed."""
+
+
 def clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
@@ -123,7 +127,7 @@ def run_logged(
                 proc.kill()
                 proc.wait()
     if timed_out.is_set():
-        raise InfraError(f"{progress.label}: {progress.step} timed out after {timeout:g}s"
+        raise TimedOut(f"{progress.label}: {progress.step} timed out after {timeout:g}s"
                          f" (timeouts.build); full log: {log}", details="\n".join(tail))
     if rc != 0:
         raise InfraError(

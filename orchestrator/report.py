@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.compare import Side, by_kernel, compare
+from orchestrator.compare import ExplainerFor, Side, by_kernel, compare
 from orchestrator.results import DIFFERS, read_manifest
 from orchestrator.verdicts import ERROR, FAIL, KNOWN_DEVIATION, PASS, SKIP, Case
 
@@ -149,12 +149,30 @@ def _measurement_table(comp: dict) -> list[str]:
             ""]
 
 
+def _changes(changes: list[dict]) -> list[str]:
+    """A cross-version comparison's changes, case by case, with their explanations."""
+    lines = [f"Case by case: {len(changes)} change(s)"
+             f" ({sum(bool(c['explained']) for c in changes)} explained)", ""]
+    for c in changes:
+        lines.append(f"- `{c['id']}`: {c['kind']}: {c['why']}"
+                     + (f" -- {c['explained']}" if c["explained"]
+                        else " -- not explained by the rig's data"))
+    return [*lines, ""]
+
+
 def markdown(title: str, sides: list[Side], comparisons: list[dict],
              kernels: dict[str, dict[str, Any]] | None = None) -> str:
     lines = [f"# {title}", "", "```", _table({s.label: s.cases for s in sides}), "```", "",
              *_kernels_section(kernels or {})]
     for comp in comparisons:
-        lines += [f"## {comp['b']} against {comp['a']}", "", *_measurement_table(comp)]
+        versions = (f" ({comp['b_release']} against {comp['a_release']})"
+                    if comp.get("a_release") and comp["a_release"] != comp.get("b_release")
+                    else "")
+        lines += [f"## {comp['b']} against {comp['a']}{versions}", "",
+                  *_measurement_table(comp)]
+        if versions:  # across kernel versions: every kind of change, explained
+            lines += _changes(comp["changes"])
+            continue
         diffs = comp["differences"]
         lines += [f"Cases whose behaviour differs: {len(diffs)}"
                   + (" (of the cases both sides ran)" if comp["gone"] or comp["new"] else ""),
@@ -254,10 +272,12 @@ def measurement_figure(title: str, sides: list[Side], comparisons: list[dict]) -
 
 
 def write(out_dir: Path, title: str, sides: list[Side], pairs: list[tuple[Side, Side]],
-          kernels: dict[str, dict[str, Any]] | None = None) -> list[dict]:
+          kernels: dict[str, dict[str, Any]] | None = None,
+          explainer: ExplainerFor | None = None) -> list[dict]:
     """Compare each (A, B) pair; write report.md, compare.json and measurements.png.
-    kernels: what the manifest says of each side's kernel (release, source, patches)."""
-    comparisons = [compare(a, b) for a, b in pairs]
+    kernels: what the manifest says of each side's kernel (release, source, patches);
+    explainer: what explains a change between two kernel versions (expectations)."""
+    comparisons = [compare(a, b, explainer) for a, b in pairs]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.json").write_text(json.dumps(comparisons, indent=2) + "\n")
     text = markdown(title, sides, comparisons, kernels)
@@ -270,11 +290,14 @@ def write(out_dir: Path, title: str, sides: list[Side], pairs: list[tuple[Side, 
     return comparisons
 
 
-def write_run(run_dir: Path, cases: list[Case]) -> list[dict]:
-    """A run's own report: each kernel against the run's first kernel."""
+def write_run(run_dir: Path, cases: list[Case], baselines: dict[str, str]) -> list[dict]:
+    """A run's own report: each kernel against its baseline (baselines: kernel -> the
+    first kernel of its source, compare.baselines)."""
     kernels = by_kernel([c for c in cases if c.suite != DIFFERS])
-    sides = [Side(name, mine) for name, mine in kernels.items()]
     built = read_manifest(run_dir).get("kernels", {})
-    return write(run_dir, f"Run {run_dir.name}", sides,
-                 [(sides[0], side) for side in sides[1:]],
+    sides = {name: Side(name, mine, str((built.get(name) or {}).get("release") or ""))
+             for name, mine in kernels.items()}
+    pairs = [(sides[baselines[name]], side) for name, side in sides.items()
+             if baselines.get(name, name) != name and baselines[name] in sides]
+    return write(run_dir, f"Run {run_dir.name}", list(sides.values()), pairs,
                  {name: built[name] for name in kernels if name in built})

@@ -44,10 +44,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, disasm, guest, image, kernel, report, store
+from orchestrator import __version__, compare, disasm, guest, image, kernel, report, store
 from orchestrator.budget import Budget
 from orchestrator.config import KernelSpec, RigConfig
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, RigError
 from orchestrator.execution import Execution, Group, add_differs, machine_groups, rerun_command
 from orchestrator.plan import Plan, make
 from orchestrator.results import RunRecord
@@ -72,6 +72,7 @@ class KernelRun:
         self.rig, self.plan, self.record, self.spec, self.budget = rig, plan, record, spec, budget
         self.live = live
         self.built: kernel.BuiltKernel | None = None
+        self.blocked: set[str] = set()  # suites this kernel cannot run (errors already)
         self.execution = Execution(rig, record, spec.name, plan.cases,
                                    stopping=lambda: live.stopping)
 
@@ -92,6 +93,13 @@ class KernelRun:
         self.record.set_manifest(kernels={
             **self.record.manifest["kernels"],
             name: {**built.to_json(), "world_switch_csrs": csrs, "targets": {}}})
+        # a fragment option this kernel dropped stops the suites that need it, only them
+        unmet = kernel.unmet_needs(built, [s.name for s in self.plan.suites])
+        for suite in self.plan.suites:
+            if suite.name in unmet:
+                print(f"[{name}] {suite.name}: {unmet[suite.name]}", file=sys.stderr)
+                self.execution.fail([suite], InfraError(unmet[suite.name]))
+        self.blocked = set(unmet)
         # Files some suites build for this kernel (e.g. its own selftests) go into their
         # group's initramfs; built here, one kernel at a time, as they use its tree.
         self.initramfs: dict[int, Path] = {}
@@ -105,7 +113,7 @@ class KernelRun:
                 self.initramfs[group.index] = (
                     guest.host_initramfs(self.rig.cache_dir, extra) if extra else initramfs)
                 self.shares[group.index] = shares
-            except InfraError as exc:
+            except RigError as exc:  # e.g. a guest kernel or selftests that do not build
                 print(f"[{name}] {', '.join(s.name for s in group.suites)}: {exc.message}",
                       file=sys.stderr)
                 self.execution.fail(group.suites, exc)
@@ -113,7 +121,8 @@ class KernelRun:
 
     def groups(self, exclusive: bool | None) -> list[Group]:
         """The kernel's boots: only the exclusive groups, or only the others; None: all."""
-        return [group for group in machine_groups(self.plan.suites, self.rig.qemu)
+        runnable = [s for s in self.plan.suites if s.name not in self.blocked]
+        return [group for group in machine_groups(runnable, self.rig.qemu)
                 if exclusive is None or group.exclusive == exclusive]
 
     def run(self, exclusive: bool) -> None:
@@ -267,13 +276,14 @@ def run(rig: RigConfig, kernel_names: list[str] | None = None,
     try:
         run_kernels([KernelRun(rig, plan, record, spec, budget, live) for spec in plan.kernels],
                     live)
-        add_differs(rig, record, plan.kernels[0].name)
+        baselines = compare.baselines({s.name: s.source.name for s in plan.kernels})
+        add_differs(rig, record, baselines)
     finally:
         record.set_manifest(peak_rss_mib=peak_rss_mib())
         record.order([spec.name for spec in plan.kernels])
         record.flush()
     if not only:
-        report.write_run(record.dir, record.cases)
+        report.write_run(record.dir, record.cases, baselines)
         # the report imports its plotting library only now: the peak includes it
         record.set_manifest(peak_rss_mib=peak_rss_mib())
     record.finish()

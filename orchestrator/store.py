@@ -102,6 +102,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX kernels_by_key ON kernels(build_key, run);
     CREATE INDEX measurements_by_case ON measurements(kernel, case_id, run);
     """,
+    # 3: the kernel's own version (include/config/kernel.release); older runs: NULL
+    """
+    ALTER TABLE kernels ADD COLUMN release TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -132,6 +136,7 @@ class StoredKernel:
     patches: dict[str, str]
     config_sha256: str | None
     toolchain: str | None
+    release: str | None = None  # None: recorded by a rig that did not keep it
 
 
 def migrate(db: sqlite3.Connection, upto: int = SCHEMA_VERSION, where: str = "") -> int:
@@ -255,11 +260,11 @@ class Store:
             for name, k in manifest.get("kernels", {}).items():
                 source = k.get("source") or ""
                 self.db.execute(
-                    "INSERT INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run, name, k.get("key"), source or None,
                      source.removeprefix("git:") if source.startswith("git:") else None,
                      json.dumps(k.get("patches", {})), k.get("config_sha256"),
-                     k.get("toolchain")))
+                     k.get("toolchain"), k.get("release")))
             for case in cases:
                 self.db.execute(
                     "INSERT OR REPLACE INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -316,10 +321,11 @@ class Store:
                          row[5])
 
     def kernels(self, run: StoredRun) -> dict[str, StoredKernel]:
-        return {r[0]: StoredKernel(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
+        return {r[0]: StoredKernel(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6],
+                                   r[7])
                 for r in self.db.execute(
                     "SELECT name, build_key, source, git_commit, patches, config_sha256,"
-                    " toolchain FROM kernels WHERE run = ? ORDER BY rowid", (run.id,))}
+                    " toolchain, release FROM kernels WHERE run = ? ORDER BY rowid", (run.id,))}
 
     def cases(self, run: StoredRun, kernel: str | None = None) -> list[Case]:
         query = "SELECT record FROM cases WHERE run = ?"
@@ -354,7 +360,8 @@ class Store:
 
     def trend(self, last: int, upto: StoredRun | None = None) -> list[dict[str, Any]]:
         """Per kernel and measured case, its figures over the last `last` complete runs
-        (up to and including `upto`), oldest first."""
+        (up to and including `upto`), oldest first, each with the kernel's release
+        then: one line per kernel name across versions."""
         bound = (upto.recorded, upto.id) if upto else (float("inf"), 0)
         runs = self.db.execute(
             "SELECT id FROM runs WHERE partial = 0 AND (recorded < ? OR (recorded = ? AND"
@@ -365,10 +372,13 @@ class Store:
             return []
         marks = ",".join("?" * len(ids))
         series: dict[tuple[str, str], dict[str, Any]] = {}
-        for kernel, cid, value, unit, method, samples, run_id, recorded in self.db.execute(
-                "SELECT m.kernel, m.case_id, m.value, m.unit, m.method, m.samples, r.run_id,"
-                f" r.recorded FROM measurements m JOIN runs r ON r.id = m.run WHERE m.run IN"
-                f" ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id", ids):
+        for kernel, cid, value, unit, method, samples, run_id, recorded, release in (
+                self.db.execute(
+                    "SELECT m.kernel, m.case_id, m.value, m.unit, m.method, m.samples, r.run_id,"
+                    " r.recorded, k.release FROM measurements m JOIN runs r ON r.id = m.run"
+                    " LEFT JOIN kernels k ON k.run = m.run AND k.name = m.kernel"
+                    f" WHERE m.run IN ({marks}) ORDER BY m.kernel, m.case_id, r.recorded, r.id",
+                    ids)):
             if not isinstance(value, int | float) or value != value:  # stored by an older rig
                 raise self._stored_badly(run_id, f"measurement of {kernel} {cid}: got"
                                                  f" {validate.shown(value)}, expected a number")
@@ -376,6 +386,7 @@ class Store:
                                                       "unit": unit, "method": method,
                                                       "points": []})
             entry["points"].append({"run": run_id, "recorded": recorded, "value": value,
+                                    "release": release,
                                     **_spread(method, json.loads(samples))})
         return list(series.values())
 

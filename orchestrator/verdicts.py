@@ -106,30 +106,6 @@ class Deviation:
 
 DEVIATIONS = {d.id: d for d in (
     Deviation(
-        "kvm-unconfigured-counter-traps",
-        "a VS read, or a VU read allowed by scounteren, of an implemented counter "
-        "returns a value",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): pmu_ctr_read() fails without a perf event "
-        "(and always for time, cidx 1) -> KVM_INSN_ILLEGAL_TRAP",
-    ),
-    Deviation(
-        "kvm-ignores-guest-scounteren",
-        "a VU read with the guest's scounteren bit 0 raises illegal instruction in the guest",
-        "Linux 6.12 arch/riscv/kvm/vcpu_insn.c csr_insn() -> "
-        "kvm_riscv_vcpu_pmu_read_hpm() never looks at guest_csr.scounteren",
-    ),
-    Deviation(
-        "kvm-skip-match-needs-counter-in-use",
-        "a perf event on cycles or instructions counts, and its user page offers the "
-        "counter, under a guest's kernel.perf_user_access 2 (legacy mode)",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c kvm_riscv_vcpu_pmu_ctr_cfg_match(): "
-        "SBI_PMU_CFG_FLAG_SKIP_MATCH on a counter not yet in use -> SBI_ERR_FAILURE, where "
-        "the SBI spec (PMU extension, sbi_pmu_counter_config_matching) selects the first "
-        "counter of the set unconditionally; drivers/perf/riscv_pmu_sbi.c "
-        "pmu_sbi_ctr_get_idx() asks for the fixed counter with SKIP_MATCH in legacy mode",
-    ),
-    Deviation(
         "kvm-sstc-deadline-lost-on-vcpu-put",
         "a deadline the guest programs with SBI TIME sbi_set_timer is the one that "
         "fires (SBI spec, Timer extension)",
@@ -139,13 +115,5 @@ DEVIATIONS = {d.id: d for d in (
         "before the next entry (vcpu.c kvm_arch_vcpu_ioctl_run: signal, preemption, "
         "migration) has kvm_riscv_vcpu_timer_restore() write the stale next_cycles "
         "back (since cea8896bd936)",
-    ),
-    Deviation(
-        "kvm-no-guest-pmu",
-        "an allowed counter read returns the running counter and a VU read with "
-        "scounteren bit 0 raises illegal instruction",
-        "Linux 6.12 arch/riscv/kvm/vcpu_pmu.c "
-        "kvm_riscv_vcpu_pmu_read_hpm(): !init_done (no Sscofpmf) -> cycle/instret 0, "
-        "others KVM_INSN_ILLEGAL_TRAP",
     ),
 )}

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, report, store, validate
+from orchestrator import __version__, compare, report, store, validate
 from orchestrator.config import RigConfig, saved_qemu_config, saved_suite_config
 from orchestrator.errors import BadInput, InfraError, tail
 from orchestrator.execution import Execution, add_differs
@@ -252,12 +252,15 @@ def import_run(rig: RigConfig, directory: Path) -> RunRecord:
                 "log": str(log_file) if log_file else None, "seconds": job.seconds,
                 "error": job.error or None, "boots_logged": sorted(job.boots),
                 **({"server": server_job} if server_job else {})}
-    add_differs(rig, record, kernels[0])
+    # kernels are compared within a source (its package or commit, from the build record)
+    baselines = compare.baselines({name: str(data["kernels"][name]["build"]["source"])
+                                   .split("=")[0] for name in kernels})
+    add_differs(rig, record, baselines)
     record.set_manifest(import_seconds=round(time.monotonic() - started, 2))
     record.order(kernels)
     record.flush()
     if not data.get("only"):
-        report.write_run(record.dir, record.cases)
+        report.write_run(record.dir, record.cases, baselines)
     record.finish()
     store.record_run(rig.results_dir, record.dir, record.cases, record.manifest,
                      record.exit_code())

@@ -232,3 +232,12 @@ def test_timeouts_must_be_positive(tmp_path: Path, seconds: float) -> None:
     doc = default_doc()
     doc["timeouts"]["command"] = seconds
     assert "timeouts.command: got" in load_error(tmp_path, doc)
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "docs" / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_examples_load_with_paths_inside_the_repository(example: Path) -> None:
+    rig = config.load(example)
+    for spec in rig.kernels:
+        for path in (*spec.patches, *spec.config):
+            assert path.is_file() and REPO in path.parents

@@ -26,3 +26,19 @@ def test_csr_instructions(word: int, csr: int) -> None:
 ])
 def test_other_instructions(word: int) -> None:
     assert csr_number(word) is None
+
+
+OBJDUMP = """
+ffffffff80012340 <kvm_riscv_vcpu_exit>:
+ffffffff80012340:	1101                	addi	sp,sp,-32
+ffffffff80012342:	ec06                	sd	ra,24(sp)
+ffffffff80012344:	00c000ef          	jal	ffffffff80012350 <preempt_count_add>
+ffffffff80012348:	0f0000ef          	jal	ffffffff80012438 <kvm_riscv_vcpu_exit+0xf8>
+ffffffff8001234c:	8082                	ret
+"""
+
+
+def test_function_code_counts_instructions_and_names_callees() -> None:
+    from orchestrator.disasm import FunctionCode, function_code
+
+    assert function_code(OBJDUMP, "kvm_riscv_vcpu_exit") == FunctionCode(5, ("preempt_count_add",))

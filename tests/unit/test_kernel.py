@@ -56,7 +56,7 @@ def test_check_config_accepts_a_fragment_that_survived(tmp_path: Path) -> None:
     fragment.write_text("CONFIG_KVM=y\n# CONFIG_NONPORTABLE is not set\nCONFIG_NR_CPUS=4\n")
     final = write_config(tmp_path, "CONFIG_KVM=y\n# CONFIG_NONPORTABLE is not set\n"
                                    "CONFIG_NR_CPUS=4\n")
-    kernel.check_config(final, (fragment,))
+    assert kernel.check_config(final, (fragment,), lambda symbol: True) == []
 
 
 @pytest.mark.parametrize(("fragment_line", "final_text", "reported"), [
@@ -70,8 +70,31 @@ def test_check_config_names_the_symbol_that_did_not_survive(
     fragment = tmp_path / "f.config"
     fragment.write_text(fragment_line + "\n")
     with pytest.raises(BadInput, match="f.config") as caught:
-        kernel.check_config(write_config(tmp_path, final_text), (fragment,))
+        kernel.check_config(write_config(tmp_path, final_text), (fragment,), lambda symbol: True)
     assert reported in caught.value.message
+
+
+def test_an_option_the_kconfig_dropped_is_returned_with_the_suites_needing_it(
+        tmp_path: Path) -> None:
+    fragment = tmp_path / "f.config"
+    fragment.write_text("CONFIG_PROC_SYSCTL=y\n\n# needed by: kselftest-kvm, linux-guest\n"
+                        "CONFIG_USERFAULTFD=y\nCONFIG_KVM=y\n\nCONFIG_GONE=y\n")
+    final = write_config(tmp_path, "CONFIG_KVM=y\n")
+    dropped = kernel.check_config(final, (fragment,), lambda symbol: False)
+    assert [o.line() for o in dropped] == [
+        "f.config: CONFIG_PROC_SYSCTL=y",
+        "f.config: CONFIG_USERFAULTFD=y (needed by kselftest-kvm, linux-guest)",
+        "f.config: CONFIG_GONE=y"]
+
+
+def test_unmet_needs_names_only_the_suites_that_need_a_dropped_option(tmp_path: Path) -> None:
+    from dataclasses import asdict
+    options = (kernel.FragmentOption("CONFIG_USERFAULTFD", "y", "f.config", ("kselftest-kvm",)),
+               kernel.FragmentOption("CONFIG_PROC_SYSCTL", "y", "f.config"))
+    built = _built(tmp_path, release="7.3.4", dropped_options=tuple(map(asdict, options)))
+    assert kernel.unmet_needs(built, ["counters", "kselftest-kvm"]) == {
+        "kselftest-kvm": "f.config: CONFIG_USERFAULTFD=y (needed by kselftest-kvm):"
+                         " not in 7.3.4's Kconfig"}
 
 
 def _built(out: Path, **fields) -> kernel.BuiltKernel:

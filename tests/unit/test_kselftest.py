@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator import compare, config, plan
 from orchestrator.errors import BadInput
+from orchestrator.expectations import series_of
 from orchestrator.suites import kselftest_kvm
 from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
 from orchestrator.suites.kselftest_kvm import build as kselftest
@@ -153,8 +154,8 @@ def test_judge(attempts, known, verdict, flaky):
 
 
 def test_expectations_file_of_the_series_loads():
-    assert kselftest_expect.series_of("6.12.117+") == "6.12"
-    assert kselftest_expect.series_of("6.12.0-rc3") == "6.12"
+    assert series_of("6.12.117+") == "6.12"
+    assert series_of("6.12.0-rc3") == "6.12"
     loaded = kselftest_expect.load("6.12")
     assert loaded.path is not None and loaded.path.name == "6.12.yaml"
     for case_id in loaded.known:
@@ -271,3 +272,14 @@ def test_a_listed_flaky_pass_against_a_pass_is_no_behaviour_difference() -> None
                        kernel="b", outcome=outcome, details={"flaky": False})
     assert compare.behaviour([clean, flaky], "a") == []
     assert [d.kernel for d in compare.behaviour([clean, listed_fail], "a")] == ["b"]
+
+
+def test_a_program_that_does_not_build_is_named_with_its_first_error(tmp_path: Path) -> None:
+    (tmp_path / "arch_timer").write_bytes(b"\x7fELF...")
+    log = ("riscv64-linux-gnu-gcc ... -c memslot_perf_test.c\n"
+           "memslot_perf_test.c:112:1: error: static assertion failed: \"atomic bool is not"
+           " lockless\"\nmake: *** [Makefile:300: memslot_perf_test.o] Error 1\n")
+    built, failed = kselftest._built_programs(["arch_timer", "memslot_perf_test"], tmp_path, log)
+    assert built == ["arch_timer"]
+    assert failed == {"memslot_perf_test": "memslot_perf_test.c:112:1: error: static assertion"
+                                           " failed: \"atomic bool is not lockless\""}

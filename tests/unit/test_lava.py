@@ -40,7 +40,7 @@ def test_recording_keeps_commands_timeouts_and_reruns(tmp_path: Path) -> None:
 
     # kselftest reruns a failed program: the attempts are one chain
     suite = KselftestKvm(KselftestConfig(programs=("arch_timer",), args=(), reruns=2))
-    suite._built = type("Built", (), {"programs": ("arch_timer",)})()
+    suite._built = type("Built", (), {"programs": ("arch_timer",), "failed": {}})()
     target = recorder(tmp_path)
     target.record(suite, suite.plan())
     uname, *attempts = target.boots[0].commands

@@ -9,12 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import config
-from orchestrator.suites.linux_guest import LinuxGuest, LinuxGuestConfig, host_readers, host_script
-from orchestrator.suites.linux_guest.expect import expected, judge, outcome_of
+from orchestrator import config, expectations
+from orchestrator.suites.linux_guest import (
+    LinuxGuest,
+    LinuxGuestConfig,
+    expect,
+    host_readers,
+    host_script,
+)
+from orchestrator.suites.linux_guest.expect import outcome_of
 from orchestrator.verdicts import FAIL, KNOWN_DEVIATION, PASS
 
 from .test_config import default_doc, load_error, write_rig
+
+KVM_6_12 = expectations.for_release("6.12")  # images/expectations/kvm.yaml for a 6.12 host
+
+
+def expected(method: str, counter: str, perf_user_access: int) -> expect.Expectation:
+    return expect.expected(method, counter, perf_user_access, KVM_6_12)
+
+
+def judge(record: dict, cpus: int) -> expect.Judgement:
+    return expect.judge(record, cpus, KVM_6_12)
 
 # lines as linux-counters printed them in a guest under KVM (host 6.12 + b922307a)
 TIME_READ = ('{"kind":"read","perf_user_access":1,"method":"direct","counter":"time",'

@@ -90,6 +90,8 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
     ("bogus debian package", doc_with(setter("sources/debian-6.12/debian_package",
                                              "linux-source-0.0-nope")),
      "sources.debian-6.12.debian_package: got 'linux-source-0.0-nope'"),
+    ("debian version not a version", doc_with(setter("sources/debian-6.12/version", "7.3 && x")),
+     "sources.debian-6.12.version: got '7.3 && x', expected a Debian version"),
     ("git source not a tree", doc_with(setter("sources/debian-6.12",
                                               {"git": "/nonexistent", "ref": "v1"})),
      "sources.debian-6.12.git: got '/nonexistent', expected a git tree"),

@@ -111,6 +111,20 @@ def test_build_changes_name_the_fields() -> None:
     assert nightly.build_changes(old, new) == ["source git:aaa -> git:bbb", "patches +p3 -p2"]
 
 
+def test_a_debian_update_says_the_kernel_changed() -> None:
+    old = store.StoredKernel("k", "key1", "linux-source-6.12=6.12.117-1~deb12u1", None, {},
+                             "c", "t", "6.12.117+")
+    new = store.StoredKernel("k", "key2", "linux-source-6.12=6.12.118-1~deb12u1", None, {},
+                             "d", "t", "6.12.118+")
+    changed = nightly.build_changes(old, new)
+    assert changed[:2] == ["kernel changed: 6.12.117+ -> 6.12.118+",
+                           "source linux-source-6.12=6.12.117-1~deb12u1 ->"
+                           " linux-source-6.12=6.12.118-1~deb12u1"]
+    found = nightly.changes("k", [case("a/x", PASS)], [case("a/x", PASS)], "r1", "k")
+    found.build_changes = changed
+    assert "  kernel changed: 6.12.117+ -> 6.12.118+" in nightly.summary([found])
+
+
 def test_report_section_says_zero_changes() -> None:
     text = nightly.markdown([nightly.changes("k", [case("a/x", PASS)], [case("a/x", PASS)],
                                              "r1", "k")], [], None)
@@ -184,3 +198,11 @@ def test_a_kernel_is_published_under_its_version_and_commit_not_the_run() -> Non
     data = squad.payload([case("a/x", PASS)], {"run_id": "r1", "kernels": {"k": git}}, "k")
     assert data["metadata"]["kernel_commit"] == "ab" * 20
     assert data["metadata"]["kernel_release"] == "6.13.0-rc1"
+
+
+def test_a_trend_marks_where_the_kernel_version_changed() -> None:
+    points = [{"run": "r1", "value": 908.0, "release": "6.12.117+"},
+              {"run": "r2", "value": 908.0, "release": "6.12.117+"},
+              {"run": "r3", "value": 910.0, "release": "6.12.118+"},
+              {"run": "r4", "value": 910.0, "release": None}]
+    assert nightly.version_changes(points) == [("r3", 910.0, "6.12.118+")]

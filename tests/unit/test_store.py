@@ -41,12 +41,16 @@ def test_fresh_store_has_every_migration(tmp_path: Path) -> None:
 
 
 def test_old_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
-    run = make_run(tmp_path, "r1", {"k": "key1"})
     with store.Store(tmp_path / "s.sqlite", upto=1) as old:
         assert old.version == 1
-        old.import_dir(run)
+        # what a rig of schema 1 wrote: a run and its kernel, with schema 1's columns
+        old.db.execute("INSERT INTO runs (id, run_id, dir, recorded, partial, manifest)"
+                       " VALUES (1, 'r1', 'r1', 1.0, 0, '{}')")
+        old.db.execute("INSERT INTO kernels VALUES (1, 'k', 'key1', 'src', NULL, '{}', 'c', 't')")
     with store.Store(tmp_path / "s.sqlite") as db:
         assert db.version == store.SCHEMA_VERSION
+        kernel = db.kernels(db.runs()[0])["k"]
+        assert (kernel.build_key, kernel.release) == ("key1", None)
         indexes = {r[0] for r in db.db.execute("SELECT name FROM sqlite_master"
                                                " WHERE type = 'index'")}
         assert "kernels_by_name" in indexes

@@ -12,8 +12,9 @@ import dataclasses
 import re
 from collections.abc import Iterator
 
-from orchestrator import guest
+from orchestrator import expectations, guest
 from orchestrator.errors import tail
+from orchestrator.expectations import KvmExpectations
 from orchestrator.suites import OUTCOME_MARK, Fail, Suite, SuiteConfig
 from orchestrator.suites.counters import expect
 from orchestrator.targets import Target
@@ -77,17 +78,19 @@ class Counters(Suite):
             "esac"])
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        kvm = expectations.for_target(target)
         for pmu in (False, True):
             wanted = [i for i in ids if (m := _ID.fullmatch(i)) and (m.group(1) == "pmu") == pmu]
             if wanted:
-                yield from self._run_program(target, pmu, wanted)
+                yield from self._run_program(target, pmu, wanted, kvm)
 
     def _command(self, pmu: bool, values: list[int]) -> str:
         flags = (f"--scounteren {','.join(f'{v:#x}' for v in values)} --delay {self.cfg.delay}"
                  + (" --pmu" if pmu else ""))
         return guest.command(PROGRAM, flags)
 
-    def _run_program(self, target: Target, pmu: bool, ids: list[str]) -> Iterator[Case]:
+    def _run_program(self, target: Target, pmu: bool, ids: list[str],
+                     kvm: tuple[KvmExpectations | None, str]) -> Iterator[Case]:
         values = list(dict.fromkeys(int(_ID.fullmatch(i).group(4), 16) for i in ids))
         result = target.run(self._command(pmu, values))
         share = round(result.seconds / len(ids), 3)  # one program reads them all
@@ -100,11 +103,12 @@ class Counters(Suite):
             if cid not in ids or cid in reported:
                 continue
             reported.add(cid)
-            judged = expect.judge(record)
+            judged = expect.judge(record, kvm[0])
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=expect.outcome_of(record), expected=judged.expected,
                             duration=share,
-                            details={"observed": judged.observed, "record": record})
+                            details={"observed": judged.observed, "record": record,
+                                     "expectations": kvm[1]})
         missing = [i for i in ids if i not in reported]
         if missing:
             yield from self.errors(missing, f"'{result.command}' exited {result.status}"

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import ktap
 from orchestrator.errors import InfraError
+from orchestrator.expectations import series_of
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.kselftest_kvm import build as kselftest
 from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
@@ -177,11 +178,15 @@ class KselftestKvm(Suite):
         if self._built is None:
             raise InfraError("kselftest-kvm: the selftests were not built for this host")
         release = target.run("uname -r").output.strip()
-        expectations = kselftest_expect.load(kselftest_expect.series_of(release))
+        expectations = kselftest_expect.load(series_of(release))
         log_dir = target.console_log.parent / self.name
         log_dir.mkdir(parents=True, exist_ok=True)
         for case_id in ids:
             program, args = self.invocation(case_id)
+            if program in self._built.failed:
+                yield self.case(case_id, ERROR, outcome={"kind": "error"},
+                                reason=f"{program} did not build: {self._built.failed[program]}")
+                continue
             if program not in self._built.programs:
                 yield self.case(case_id, ERROR, outcome={"kind": "error"},
                                 reason=f"{program} is not among the programs this tree's"

@@ -24,13 +24,13 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import kernel
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError
-from orchestrator.progress import Progress, run_logged
+from orchestrator.progress import Progress, TimedOut, run_logged
 
 SELFTESTS = "tools/testing/selftests/kvm"
 # Everything the selftests' build reads from the tree (their Makefile's -I
@@ -63,6 +63,8 @@ class BuiltSelftests:
     programs: tuple[str, ...]  # Makefile names, e.g. "riscv/sbi_pmu_test"
     build_seconds: float
     cached: bool
+    # programs of the Makefile that did not build -> the compiler's first error
+    failed: dict[str, str] = field(default_factory=dict)
 
     def path(self, program: str) -> Path:
         return self.directory / program
@@ -113,7 +115,7 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     """The selftests for spec's tree, built unless a build with the same key is cached."""
     progress = progress or Progress(f"kselftest-kvm {spec.name}")
     toolchain = kernel.toolchain_id()
-    tree = kernel._Tree(rig, spec.source, kernel.source_id(spec.source, rig.path))
+    tree = kernel._Tree(rig, spec.source, kernel.source_id(spec.source, rig))
     commit, blobs = _base_blobs(tree, progress)
     key = selftests_key(blobs, [p.read_text(errors="replace") for p in spec.patches], toolchain)
     out = rig.cache_dir / "kselftest-kvm" / key[:16]
@@ -121,7 +123,8 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
     if record.is_file():
         data = json.loads(record.read_text())
         progress.done(f"cached ({key[:16]}), built in {data['build_seconds']:.0f}s")
-        return BuiltSelftests(key, out, tuple(data["programs"]), data["build_seconds"], True)
+        return BuiltSelftests(key, out, tuple(data["programs"]), data["build_seconds"], True,
+                              data.get("failed", {}))
 
     with tree.locked():
         started = time.monotonic()  # the wait for another build's lock does not count
@@ -138,32 +141,58 @@ def build(rig: RigConfig, spec: KernelSpec, progress: Progress | None = None,
         # LDFLAGS from the environment: the Makefile appends to it (a command-line
         # value would replace its -pthread); it does not read USERLDFLAGS.
         env = dict(env, LDFLAGS="-static")
-        progress.begin(f"make -C {SELFTESTS} -j{rig.build_jobs}")
-        run_logged(["make", "-C", str(tree.src / SELFTESTS), f"ARCH={kernel.ARCH}",
-                    f"CROSS_COMPILE={kernel.CROSS_COMPILE}", f"OUTPUT={out}",
-                    f"KHDR_INCLUDES=-isystem {headers / 'usr' / 'include'}",
-                    f"-j{rig.build_jobs}"], log, progress, env=env, timeout=timeout)
-        programs = _list_programs(tree.src / SELFTESTS, out, log, env)
+        progress.begin(f"make -k -C {SELFTESTS} -j{rig.build_jobs}")
+        # -k: a program that does not build (e.g. a newer tree's test the cross
+        # compiler rejects) leaves the others to build; each is judged below
+        make = ["make", "-k", "-C", str(tree.src / SELFTESTS), f"ARCH={kernel.ARCH}",
+                f"CROSS_COMPILE={kernel.CROSS_COMPILE}", f"OUTPUT={out}",
+                f"KHDR_INCLUDES=-isystem {headers / 'usr' / 'include'}", f"-j{rig.build_jobs}"]
+        try:
+            run_logged(make, log, progress, env=env, timeout=timeout)
+        except TimedOut:
+            raise
+        except InfraError:
+            pass  # what did not build is judged program by program below
+        wanted = _list_programs(tree.src / SELFTESTS, out, env)
+        programs, failed = _built_programs(wanted, out, log.read_text(errors="replace"))
+        if not programs:
+            raise InfraError(f"kselftest build: no program built; see {log}")
     seconds = round(time.monotonic() - started, 1)
-    record.write_text(json.dumps({"key": key, "programs": programs, "build_seconds": seconds,
-                                  "toolchain": toolchain}, indent=2) + "\n")
-    progress.done(f"{len(programs)} programs built in {seconds:.0f}s -> {out}")
-    return BuiltSelftests(key, out, tuple(programs), seconds, False)
+    record.write_text(json.dumps({"key": key, "programs": programs, "failed": failed,
+                                  "build_seconds": seconds, "toolchain": toolchain},
+                                 indent=2) + "\n")
+    progress.done(f"{len(programs)} programs built, {len(failed)} did not, in {seconds:.0f}s"
+                  f" -> {out}")
+    return BuiltSelftests(key, out, tuple(programs), seconds, False, failed)
 
 
-def _list_programs(source: Path, out: Path, log: Path, env: dict[str, str]) -> list[str]:
-    """The Makefile's TEST_GEN_PROGS for riscv, as built (each must be a static ELF)."""
+def _built_programs(wanted: list[str], out: Path, log_text: str
+                    ) -> tuple[list[str], dict[str, str]]:
+    """(the programs built as ELF files, {program: why not} for the others)."""
+    built, failed = [], {}
+    for program in wanted:
+        binary = out / program
+        if binary.is_file() and binary.read_bytes()[:4] == b"\x7fELF":
+            built.append(program)
+        else:
+            failed[program] = first_error(log_text, program)
+    return built, failed
+
+
+def first_error(log_text: str, program: str) -> str:
+    """The compiler's first error about program's source, else the log's first error."""
+    errors = [line.strip() for line in log_text.splitlines() if re.search(r"\berror\b", line)]
+    stem = program.rsplit("/", 1)[-1]
+    mine = [e for e in errors if f"{stem}.c" in e or f"{stem}.o" in e]
+    return ((mine or errors or ["not built (no error in the build log)"])[0])[:300]
+
+
+def _list_programs(source: Path, out: Path, env: dict[str, str]) -> list[str]:
+    """The Makefile's TEST_GEN_PROGS for riscv."""
     query = subprocess.run(["make", "-s", "-C", str(source), f"ARCH={kernel.ARCH}",
                             f"CROSS_COMPILE={kernel.CROSS_COMPILE}", f"OUTPUT={out}",
                             "--eval=print-progs: ; @echo $(TEST_GEN_PROGS)", "print-progs"],
                            env=env, capture_output=True, text=True)
     if query.returncode != 0:
         raise InfraError(f"kselftest build: cannot list the programs: {query.stderr[-500:]}")
-    programs = [os.path.relpath(p, out) for p in query.stdout.split()]
-    for program in programs:
-        binary = out / program
-        if not binary.is_file():
-            raise InfraError(f"kselftest build: {program} was not built; see {log}")
-        if binary.read_bytes()[:4] != b"\x7fELF":
-            raise InfraError(f"kselftest build: {binary} is not an ELF file")
-    return programs
+    return [os.path.relpath(p, out) for p in query.stdout.split()]

@@ -42,13 +42,15 @@ class Known:
 class Expectations:
     path: Path | None  # None: no file for this series
     known: dict[str, Known]
+    series: str = ""
 
     def get(self, case_id: str) -> Known | None:
         return self.known.get(case_id)
 
     @property
     def where(self) -> str:
-        return self.path.name if self.path else "no expectations file"
+        return (f"kselftest/{self.path.name}" if self.path
+                else f"no kselftest/{self.series}.yaml: every failure is unexplained")
 
 
 @dataclass(frozen=True)
@@ -59,19 +61,10 @@ class Judged:
     flaky: bool = False
 
 
-def series_of(release: str) -> str:
-    """`uname -r` (e.g. 6.12.57+deb13-riscv64, 6.12.0) -> "6.12"."""
-    parts = release.split(".")
-    if len(parts) < 2 or not parts[0].isdigit():
-        return release
-    minor = "".join(ch for ch in parts[1] if ch.isdigit()) or parts[1]
-    return f"{parts[0]}.{minor}"
-
-
 def load(series: str, directory: Path = EXPECTATIONS_DIR) -> Expectations:
     path = directory / f"{series}.yaml"
     if not path.is_file():
-        return Expectations(None, {})
+        return Expectations(None, {}, series)
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -93,7 +86,7 @@ def load(series: str, directory: Path = EXPECTATIONS_DIR) -> Expectations:
                 raise BadInput(f"{where}.{key}: got {entry[key]!r}, expected a non-empty string")
         known[case_id] = Known(entry["result"], entry["reason"].strip(),
                                entry["reference"].strip())
-    return Expectations(path, known)
+    return Expectations(path, known, series)
 
 
 def judge(attempts: list[str], known: Known | None, where: str, detail: str = "") -> Judged:

@@ -30,9 +30,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator import guest
+from orchestrator import expectations, guest
 from orchestrator.config import KernelSpec, RigConfig
 from orchestrator.errors import InfraError, tail
+from orchestrator.expectations import KvmExpectations
 from orchestrator.suites import Fail, Suite, SuiteConfig
 from orchestrator.suites.linux_guest import expect as rules
 from orchestrator.suites.linux_guest import guestvm, host_readers, vmm
@@ -183,13 +184,15 @@ class LinuxGuest(Suite):
         return ids
 
     def run(self, target: Target, ids: list[str]) -> Iterator[Case]:
+        kvm = expectations.for_target(target)  # the host's KVM is what the guest meets
         for host_pua in dict.fromkeys(self.cfg.host_perf_user_access):
             wanted = [i for i in ids if (m := _ID.fullmatch(i) or _HOST_ID.fullmatch(i))
                       and int(m.group(1)) == host_pua]
             if wanted:
-                yield from self._guest_run(target, host_pua, wanted)
+                yield from self._guest_run(target, host_pua, wanted, kvm)
 
-    def _guest_run(self, target: Target, host_pua: int, ids: list[str]) -> Iterator[Case]:
+    def _guest_run(self, target: Target, host_pua: int, ids: list[str],
+                   kvm: tuple[KvmExpectations | None, str]) -> Iterator[Case]:
         # every guest value when only host-reader cases are asked for: the guest still
         # runs its probes, its SCOUNTEREN moving as they change the guest's policy
         guest_values = sorted({int(m.group(2)) for m in map(_ID.fullmatch, ids) if m}
@@ -212,10 +215,10 @@ class LinuxGuest(Suite):
         found = _RUN.search(result.output)
         run = dict(kv.split("=", 1) for kv in found.group(1).split()) if found else {}
         details = {"guest_console": tail(guest_console), "vmm": run,
-                   "guest_boot_seconds": _boot_seconds(run)}
+                   "guest_boot_seconds": _boot_seconds(run), "expectations": kvm[1]}
         share = round(result.seconds / len(ids), 3)
         yield from self._judged(host_pua, [i for i in ids if i not in host_ids],
-                                guest_console, run, details, share)
+                                guest_console, run, details, kvm[0], share)
         if host_ids:
             yield from self._host_judged(host_pua, host_ids, result.output, run, share)
 
@@ -239,7 +242,8 @@ class LinuxGuest(Suite):
                             details={**reader_details, "observed": judged.observed})
 
     def _judged(self, host_pua: int, ids: list[str], console: str, run: dict[str, str],
-                details: dict, share: float = 0.0) -> Iterator[Case]:
+                details: dict, kvm: KvmExpectations | None,
+                share: float = 0.0) -> Iterator[Case]:
         """share: each case's part of the guest run that read them all."""
         records = guest.parse_records(console)
         start = next((r for r in records if r.get("kind") == "start"), {})
@@ -253,7 +257,7 @@ class LinuxGuest(Suite):
             if cid not in ids or cid in reported:
                 continue
             reported.add(cid)
-            judged = rules.judge(record, cpus)
+            judged = rules.judge(record, cpus, kvm)
             yield self.case(cid, judged.verdict, reason=judged.case_reason, rule=judged.rule,
                             outcome=rules.outcome_of(record), expected=judged.expected,
                             duration=share,

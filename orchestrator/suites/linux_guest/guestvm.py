@@ -27,6 +27,7 @@ from pathlib import Path
 
 from orchestrator import guest, image, kernel
 from orchestrator.config import DATA_ROOT, KernelSpec, RigConfig
+from orchestrator.errors import InfraError
 from orchestrator.progress import Progress
 from orchestrator.suites.linux_guest import vmm
 
@@ -54,6 +55,9 @@ def share(rig: RigConfig, host: KernelSpec, progress: Progress | None = None) ->
     """The directory handed to host's kernel: the guest kernel, initramfs and VMM."""
     progress = progress or Progress("linux guest")
     built = kernel.build(rig, rig.guest.kernel_for(host), progress)
+    unmet = kernel.unmet_needs(built, ["linux-guest"])
+    if unmet:
+        raise InfraError(f"guest kernel: {unmet['linux-guest']}")
     initramfs = guest_initramfs(rig.cache_dir, progress)
     tree = vmm.tree(rig.cache_dir, progress)
     key = hashlib.sha256(f"{built.key}\0{initramfs.name}\0{tree.name}".encode()).hexdigest()

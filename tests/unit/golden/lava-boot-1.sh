@@ -36,6 +36,7 @@ echo 'RIG-SUITE-BEGIN counters'
 ok=pass
 rig_run 2 300 /rig-lava/cmd-2.sh
 rig_run 3 300 /rig-lava/cmd-3.sh
+rig_run 4 300 /rig-lava/cmd-4.sh
 echo 'RIG-CASE counters/no-pmu/VS/cycle/scounteren=0x0 '$ok
 echo 'RIG-CASE counters/no-pmu/VS/time/scounteren=0x0 '$ok
 echo 'RIG-CASE counters/no-pmu/VS/instret/scounteren=0x0 '$ok
@@ -71,8 +72,8 @@ echo 'RIG-CASE counters/pmu/VU/hpmcounter3/scounteren=0x7 '$ok
 echo 'RIG-SUITE-END counters'
 echo 'RIG-SUITE-BEGIN isolation'
 ok=pass
-rig_run 4 30 /rig-lava/cmd-4.sh
 rig_run 5 30 /rig-lava/cmd-5.sh
+rig_run 6 30 /rig-lava/cmd-6.sh
 echo 'RIG-CASE isolation/perf_user_access=0/pinned/host-policy '$ok
 echo 'RIG-CASE isolation/perf_user_access=0/pinned/guest-value '$ok
 echo 'RIG-CASE isolation/perf_user_access=2/pinned/host-policy '$ok
