@@ -92,7 +92,7 @@ def test_readme_run_command_builds_boots_and_checks_every_kernel(readme_run) -> 
     }
     assert {c["verdict"] for c in cases} <= {"pass", "known-deviation", "skip"}
     assert {c["suite"] for c in cases} == {"kvm-host", "counters", "isolation", "latency",
-                                           "kselftest-kvm", "linux-guest"}
+                                           "kselftest-kvm", "linux-guest", "timer"}
     # the headline: each latency figure on both kernels, the difference, the verdict
     assert re.search(r"^latency/sbi-in-kernel: b922307a-parent \d+\.0 instructions,"
                      r" b922307a \d+\.0 instructions, [+-]\d+\.0 instructions: \w+$",

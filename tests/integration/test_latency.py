@@ -17,8 +17,8 @@ NOPS = 25  # tests/patches/0201-test-25-nops-in-world-switch.patch
 
 
 def latency_only(doc: dict) -> None:
-    doc["suites"]["counters"] = {"enabled": False}
-    doc["suites"]["isolation"] = {"enabled": False}
+    for suite in ("counters", "isolation", "timer"):
+        doc["suites"][suite] = {"enabled": False}
 
 
 @pytest.fixture(scope="module")

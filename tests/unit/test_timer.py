@@ -89,6 +89,13 @@ def test_a_loss_kvm_does_not_explain_fails() -> None:
         assert (verdict.verdict, verdict.rule) == (FAIL, "set-timer-deadline-kept")
 
 
+def test_a_loss_beside_the_stale_copy_is_named_within_the_deviation() -> None:
+    run = parse_run([summary(2), loss(REQUESTED - 3000), loss(REQUESTED)])
+    verdict = judge(run, "set_timer")
+    assert (verdict.verdict, verdict.rule) == (KNOWN_DEVIATION, DEVIATION_ID)
+    assert "1 of them with KVM's compare holding the deadline programmed" in verdict.reason
+
+
 def test_a_loss_without_sstc_is_not_the_deviation() -> None:
     verdict = judge(parse_run([summary(1, sstc=False), loss(0)]), "set_timer")
     assert (verdict.verdict, verdict.rule) == (FAIL, "set-timer-deadline-kept")
