@@ -113,7 +113,8 @@ def test_a_host_without_sscofpmf_gives_the_no_guest_pmu_deviation(
         doc["qemu"]["cpu"] = "rv64,h=true,sscofpmf=false"
         doc["suites"] = {"counters": {"scounteren": [0x0, 0x7]}, "isolation": {"enabled": False},
                          "kselftest-kvm": {"enabled": False}, "linux-guest": {"enabled": False},
-                         "latency": {"enabled": False}, "kvm-host": {"enabled": False}}
+                         "latency": {"enabled": False}, "kvm-host": {"enabled": False},
+                         "timer": {"enabled": False}}
 
     result = orchestrator("run", "--kernel", "b922307a",
                           config=rig_variant(tmp_path, no_sscofpmf))
