@@ -10,7 +10,7 @@ from orchestrator import compare, config, plan
 from orchestrator.errors import BadInput
 from orchestrator.expectations import series_of
 from orchestrator.suites import kselftest_kvm
-from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
+from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm, first_supported_mode
 from orchestrator.suites.kselftest_kvm import build as kselftest
 from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.suites.kselftest_kvm.expect import Known, judge
@@ -61,18 +61,32 @@ def test_plan_names_programs_and_sbi_pmu_tests():
     ids = suite.plan()
     assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4 + 1
     assert suite.invocation("kselftest-kvm/demand_paging_test/uffd-missing") == (
-        "demand_paging_test", "-b 64M -u MISSING -b 8M")
+        "demand_paging_test", "-b 64M -u MISSING -b 8M", "")
     assert suite.invocation("kselftest-kvm/demand_paging_test") == ("demand_paging_test",
-                                                                    "-b 64M")
+                                                                    "-b 64M", "")
     assert KselftestKvm(KselftestConfig(args=())).invocation(
-        "kselftest-kvm/dirty_log_test") == ("dirty_log_test", "")
+        "kselftest-kvm/dirty_log_test") == ("dirty_log_test", "", "")
     assert "kselftest-kvm/riscv/sbi_pmu_test/overflow" in ids
     assert "kselftest-kvm/get-reg-list" in ids
-    assert suite.invocation("kselftest-kvm/riscv/sbi_pmu_test/overflow") == (
-        "riscv/sbi_pmu_test", "-d basic -d events -d snapshot")
-    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "-e 10000")
-    assert suite.invocation("kselftest-kvm/steal_time") == ("steal_time", "")
+    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "-e 10000", "")
+    assert suite.invocation("kselftest-kvm/steal_time") == ("steal_time", "", "")
 
+
+def test_options_that_differ_by_series_are_read_from_the_programs_usage():
+    suite = KselftestKvm(KselftestConfig())
+    overflow = "kselftest-kvm/riscv/sbi_pmu_test/overflow"
+    assert suite.needs_usage(overflow) and suite.needs_usage("kselftest-kvm/dirty_log_test")
+    assert not suite.needs_usage("kselftest-kvm/arch_timer")
+    # 6.12: -d disables a test; 7.3: -t runs one (riscv/sbi_pmu_test.c's usage line)
+    usage_6_12 = "Usage: ./riscv/sbi_pmu_test [-h] [-d <test name>]\n"
+    usage_7_3 = "Usage: ./riscv/sbi_pmu_test [-h] [-t <test name>] [-n <number of LCOFI>]\n"
+    assert suite.invocation(overflow, usage_6_12) == (
+        "riscv/sbi_pmu_test", "-d basic -d events -d snapshot", "")
+    assert suite.invocation(overflow, usage_7_3) == ("riscv/sbi_pmu_test", "-t overflow", "")
+    assert suite.invocation("kselftest-kvm/dirty_log_test", GUEST_MODES_7_3) == (
+        "dirty_log_test", "-i 8 -m 17", "guest mode 17: PA-bits:56,  VA-bits:57,  4K pages")
+    with pytest.raises(kselftest_kvm.NotRunnable, match="listed no supported guest mode"):
+        suite.invocation("kselftest-kvm/dirty_log_test", "usage without modes")
 
 def test_rig_yaml_plans_the_suite_and_only_globs_select_it():
     rig = config.load(REPO / "rig.yaml")
@@ -192,6 +206,18 @@ def test_initramfs_gets_the_parents_of_extra_files(tmp_path):
         < names.index("usr/lib/kselftest-kvm/riscv/sbi_pmu_test")
 
 
+GUEST_MODES_7_3 = """\
+ -m: specify the guest mode ID to test
+     (default: test all supported modes)
+     This option may be used multiple times.
+     Guest mode IDs:
+         0:    PA-bits:52,  VA-bits:48,  4K pages
+         16:    PA-bits:36,  VA-bits:47, 16K pages
+         17:    PA-bits:56,  VA-bits:57,  4K pages (supported)
+         18:    PA-bits:56,  VA-bits:48,  4K pages (supported)
+"""
+
+
 class ScriptedHost:
     """A Target whose programs exit with scripted statuses (the run logic, no QEMU)."""
 
@@ -210,6 +236,8 @@ class ScriptedHost:
         if command == "uname -r":
             return CommandResult(command, 0, "6.12.117+\n", 0.1)
         program = command.split(" ./", 1)[1].split()[0]
+        if command.endswith(f"./{program} -h 2>&1"):
+            return CommandResult(command, 0, GUEST_MODES_7_3, 0.1)
         status = self.statuses[program].pop(0)
         return CommandResult(command, status, f"{program} said {status}\n", 1.5)
 
@@ -231,7 +259,11 @@ def test_run_reruns_failures_and_reports_a_flake(tmp_path):
     assert [a["result"] for a in timer.details["attempts"]] == ["fail", "pass"]
     steal = cases["kselftest-kvm/steal_time"]
     assert steal.verdict == "fail" and len(steal.details["attempts"]) == 3
-    assert cases["kselftest-kvm/dirty_log_test"].verdict == "skip"
+    dirty = cases["kselftest-kvm/dirty_log_test"]
+    assert dirty.verdict == "skip"
+    # the default "-m first-supported", resolved from the program's own listing
+    assert " ./dirty_log_test -i 8 -m 17 " in dirty.details["command"]
+    assert dirty.details["note"] == "guest mode 17: PA-bits:56,  VA-bits:57,  4K pages"
     log = tmp_path / timer.log
     assert timer.log == "k1/kselftest-kvm/arch_timer.log"
     assert log.read_text().count("attempt") == 2 and "exit status 0" in log.read_text()
@@ -283,3 +315,31 @@ def test_a_program_that_does_not_build_is_named_with_its_first_error(tmp_path: P
     assert built == ["arch_timer"]
     assert failed == {"memslot_perf_test": "memslot_perf_test.c:112:1: error: static assertion"
                                            " failed: \"atomic bool is not lockless\""}
+
+
+def test_first_supported_guest_mode_is_read_from_the_programs_own_listing() -> None:
+    assert first_supported_mode(GUEST_MODES_7_3) == (17, "PA-bits:56,  VA-bits:57,  4K pages")
+    # a listing without a supported mode, or foreign text, gives none
+    assert first_supported_mode(GUEST_MODES_7_3.replace(" (supported)", "")) is None
+    assert first_supported_mode("         99999:    x (supported)\n") is None
+
+
+def test_a_program_that_refuses_the_rigs_options_is_an_error_not_a_skip(tmp_path):
+    from orchestrator.suites.kselftest_kvm.build import BuiltSelftests
+
+    class RefusingHost(ScriptedHost):
+        def run(self, command: str, timeout: float | None = None):
+            from orchestrator.targets import CommandResult
+
+            if command == "uname -r" or command.endswith(" -h 2>&1"):
+                return super().run(command, timeout)
+            # what 7.3's sbi_pmu_test prints for 6.12's -d, then exit(KSFT_SKIP)
+            return CommandResult(command, 4, "./riscv/sbi_pmu_test: invalid option -- 'd'\n"
+                                             "Usage: ./riscv/sbi_pmu_test [-h]\n", 0.3)
+
+    suite = KselftestKvm(KselftestConfig())
+    suite._built = BuiltSelftests("k", tmp_path, ("riscv/sbi_pmu_test",), 1.0, True)
+    (case,) = suite.run(RefusingHost(tmp_path, {}), ["kselftest-kvm/riscv/sbi_pmu_test/basic"])
+    assert case.verdict == "error"
+    assert "refused the rig's options (./riscv/sbi_pmu_test: invalid option -- 'd')" \
+        in case.reason
