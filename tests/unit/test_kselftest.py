@@ -170,10 +170,13 @@ def test_judge(attempts, known, verdict, flaky):
 def test_expectations_file_of_the_series_loads():
     assert series_of("6.12.117+") == "6.12"
     assert series_of("6.12.0-rc3") == "6.12"
-    loaded = kselftest_expect.load("6.12")
-    assert loaded.path is not None and loaded.path.name == "6.12.yaml"
-    for case_id in loaded.known:
-        assert case_id.startswith("kselftest-kvm/")
+    for series in ("6.12", "7.3"):  # every shipped series loads, under its own name
+        loaded = kselftest_expect.load(series)
+        assert loaded.path is not None and loaded.path.name == f"{series}.yaml"
+        for case_id in loaded.known:
+            assert case_id.startswith("kselftest-kvm/")
+    assert sorted(p.stem for p in kselftest_expect.EXPECTATIONS_DIR.glob("*.yaml")) == [
+        "6.12", "7.3"]
     assert kselftest_expect.load("1.0").known == {}
 
 
