@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import plan, runner
+from orchestrator import plan, runner, validate
 from orchestrator.config import GitSource, KernelSpec, RigConfig
 from orchestrator.errors import BadInput
 from orchestrator.progress import clock
@@ -94,6 +94,22 @@ class Step:
     evidence: str
     figure: float | None = None
     seconds: float = 0.0
+
+
+# what `git bisect log` writes for a bisection the rig started: comments, the start with
+# two full commit ids, then one verdict per commit
+_LOG_LINE = re.compile(r"#[^\x00-\x1f\x7f]*|git bisect start '[0-9a-f]{40}' '[0-9a-f]{40}'"
+                       r"|git bisect (?:good|bad|skip) [0-9a-f]{40}")
+
+
+def checked_log(path: Path) -> Path:
+    """path, if every line is one the rig's own bisection writes (git replays it)."""
+    text = validate.read_text(path, limit=4 << 20, errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if line and not _LOG_LINE.fullmatch(line):
+            raise BadInput(f"{path}:{number}: got {validate.shown(line)}, expected a line"
+                           " of `git bisect log` for a bisection the rig started")
+    return path
 
 
 class Bisection:
@@ -168,8 +184,13 @@ class Bisection:
 
     def _load_steps(self) -> None:
         path = self.out / "steps.json"
-        if path.is_file():
-            self.steps = {c: Step(**s) for c, s in json.loads(path.read_text()).items()}
+        if path.is_file():  # foreign input: a resumed bisection's directory may be anyone's
+            steps = validate.load_json(path, "bisect-steps-v1.json")
+            for commit, step in steps.items():
+                if step["commit"] != commit:
+                    raise BadInput(f"{path}: {commit}.commit: got {step['commit']!r},"
+                                   f" expected {commit!r}")
+            self.steps = {c: Step(**s) for c, s in steps.items()}
 
     def _save_steps(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +217,7 @@ class Bisection:
         log = self.out / "bisect.log"
         try:
             if resume and log.is_file():
-                git(self.tree, "bisect", "replay", str(log))
+                git(self.tree, "bisect", "replay", str(checked_log(log)))
             else:
                 git(self.tree, "bisect", "start", self.bad, self.good)
             return self._loop()

@@ -55,3 +55,37 @@ def test_history_subject(tmp_path: Path) -> None:
     bare.write_text("--- a/f\n+++ b/f\n")
     assert history.subject(tagged) == "RISC-V: KVM: do it"
     assert history.subject(bare) == "0002-y"
+
+
+GOOD_ID, BAD_ID = "5" * 40, "6" * 40
+
+
+def test_a_resumed_bisections_log_must_be_one_the_rig_wrote(tmp_path: Path) -> None:
+    log = tmp_path / "bisect.log"
+    log.write_text(f"# bad: [{BAD_ID}] c5\ngit bisect start '{BAD_ID}' '{GOOD_ID}'\n"
+                   f"git bisect skip {GOOD_ID}\n# only skipped commits left to test\n")
+    assert bisect.checked_log(log) == log
+    for line in ("git bisect run sh -c 'rm -rf ~'", f"git bisect good {GOOD_ID}; touch x",
+                 "git bisect start HEAD~3 HEAD", "#\x1b[2Jcomment"):
+        log.write_text(f"# bad: [{BAD_ID}] c5\n{line}\n")
+        with pytest.raises(BadInput, match=r"bisect\.log:2: got .*, expected a line of"):
+            bisect.checked_log(log)
+
+
+def test_a_resumed_bisections_steps_are_checked(tmp_path: Path) -> None:
+    bisection = bisect.Bisection.__new__(bisect.Bisection)  # only its state on disk
+    bisection.out, bisection.steps = tmp_path, {}
+    steps = tmp_path / "steps.json"
+    steps.write_text(f'{{"{GOOD_ID}": {{"commit": "{GOOD_ID}", "verdict": "good",'
+                     f' "evidence": "2 case(s), none failing", "seconds": 3.5}}}}')
+    bisection._load_steps()
+    assert bisection.steps[GOOD_ID].verdict == "good"
+    for bad, message in ((f'{{"{GOOD_ID}": {{"commit": "{GOOD_ID}", "verdict": "maybe",'
+                          ' "evidence": ""}}', r"\.verdict: got 'maybe'"),
+                         (f'{{"{GOOD_ID}": {{"commit": "{BAD_ID}", "verdict": "good",'
+                          ' "evidence": ""}}', r"\.commit: got '6{40}', expected '5{40}'"),
+                         ('{"../x": {}}', "expected pattern"),
+                         ('{"a": ', "steps.json")):
+        steps.write_text(bad)
+        with pytest.raises(BadInput, match=message):
+            bisection._load_steps()
