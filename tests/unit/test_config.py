@@ -241,3 +241,12 @@ def test_shipped_examples_load_with_paths_inside_the_repository(example: Path) -
     for spec in rig.kernels:
         for path in (*spec.patches, *spec.config):
             assert path.is_file() and REPO in path.parents
+
+
+@pytest.mark.parametrize("example", ["linux-7.3.yaml", "nightly-current.yaml"])
+def test_examples_that_run_every_suite_configure_each_one(example: str) -> None:
+    """A suite added to the rig is added to the examples that say they run every suite
+    (a suite left out would run with its class defaults, not the shipped settings)."""
+    doc = yaml.safe_load((REPO / "docs" / "examples" / example).read_text())
+    shipped = yaml.safe_load((REPO / "rig.yaml").read_text())["suites"]
+    assert set(doc["suites"]) == set(shipped)
