@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from orchestrator import compare, config, plan
 from orchestrator.errors import BadInput
 from orchestrator.expectations import series_of
 from orchestrator.suites import kselftest_kvm
-from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm, first_supported_mode
+from orchestrator.suites.kselftest_kvm import KselftestConfig, KselftestKvm
 from orchestrator.suites.kselftest_kvm import build as kselftest
 from orchestrator.suites.kselftest_kvm import expect as kselftest_expect
 from orchestrator.suites.kselftest_kvm.expect import Known, judge
@@ -61,32 +62,63 @@ def test_plan_names_programs_and_sbi_pmu_tests():
     ids = suite.plan()
     assert len(ids) == len(kselftest_kvm.PROGRAMS) - 1 + 4 + 1
     assert suite.invocation("kselftest-kvm/demand_paging_test/uffd-missing") == (
-        "demand_paging_test", "-b 64M -u MISSING -b 8M", "")
+        "demand_paging_test", "-b 64M -u MISSING -b 8M")
     assert suite.invocation("kselftest-kvm/demand_paging_test") == ("demand_paging_test",
-                                                                    "-b 64M", "")
+                                                                    "-b 64M")
     assert KselftestKvm(KselftestConfig(args=())).invocation(
-        "kselftest-kvm/dirty_log_test") == ("dirty_log_test", "", "")
+        "kselftest-kvm/dirty_log_test") == ("dirty_log_test", "")
     assert "kselftest-kvm/riscv/sbi_pmu_test/overflow" in ids
     assert "kselftest-kvm/get-reg-list" in ids
-    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "-e 10000", "")
-    assert suite.invocation("kselftest-kvm/steal_time") == ("steal_time", "", "")
+    # resolved in the host by kselftest-run (below): -t or -d, a guest mode's ID
+    assert suite.invocation("kselftest-kvm/riscv/sbi_pmu_test/overflow") == (
+        "riscv/sbi_pmu_test", "--rig-test overflow/basic,events,snapshot,overflow")
+    assert suite.invocation("kselftest-kvm/dirty_log_test") == (
+        "dirty_log_test", "-i 8 -m first-supported")
+    assert suite.invocation("kselftest-kvm/arch_timer") == ("arch_timer", "-e 10000")
+    assert suite.invocation("kselftest-kvm/steal_time") == ("steal_time", "")
 
 
-def test_options_that_differ_by_series_are_read_from_the_programs_usage():
-    suite = KselftestKvm(KselftestConfig())
-    overflow = "kselftest-kvm/riscv/sbi_pmu_test/overflow"
-    assert suite.needs_usage(overflow) and suite.needs_usage("kselftest-kvm/dirty_log_test")
-    assert not suite.needs_usage("kselftest-kvm/arch_timer")
-    # 6.12: -d disables a test; 7.3: -t runs one (riscv/sbi_pmu_test.c's usage line)
-    usage_6_12 = "Usage: ./riscv/sbi_pmu_test [-h] [-d <test name>]\n"
-    usage_7_3 = "Usage: ./riscv/sbi_pmu_test [-h] [-t <test name>] [-n <number of LCOFI>]\n"
-    assert suite.invocation(overflow, usage_6_12) == (
-        "riscv/sbi_pmu_test", "-d basic -d events -d snapshot", "")
-    assert suite.invocation(overflow, usage_7_3) == ("riscv/sbi_pmu_test", "-t overflow", "")
-    assert suite.invocation("kselftest-kvm/dirty_log_test", GUEST_MODES_7_3) == (
-        "dirty_log_test", "-i 8 -m 17", "guest mode 17: PA-bits:56,  VA-bits:57,  4K pages")
-    with pytest.raises(kselftest_kvm.NotRunnable, match="listed no supported guest mode"):
-        suite.invocation("kselftest-kvm/dirty_log_test", "usage without modes")
+def fake_program(directory: Path, name: str, usage: str) -> None:
+    """A program that prints usage for -h and its options otherwise."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n[ \"$1\" = -h ] && {{ printf '%s' '{usage}'; exit 4; }}\n"
+                    "echo \"ran: $*\"\n")
+    path.chmod(0o755)
+
+
+def kselftest_run(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(kselftest_kvm.RUNNER_SCRIPT), *args], cwd=directory,
+                          capture_output=True, text=True, timeout=30)
+
+
+USAGE_6_12 = "Usage: ./riscv/sbi_pmu_test [-h] [-d <test name>]\n"
+USAGE_7_3 = "Usage: ./riscv/sbi_pmu_test [-h] [-t <test name>] [-n <number of LCOFI>]\n"
+
+
+@pytest.mark.parametrize(("usage", "resolved"), [
+    (USAGE_6_12, "-d basic -d events -d snapshot"), (USAGE_7_3, "-t overflow")])
+def test_kselftest_run_selects_sbi_pmu_tests_as_the_usage_says(
+        tmp_path: Path, usage: str, resolved: str) -> None:
+    fake_program(tmp_path, "riscv/sbi_pmu_test", usage)
+    done = kselftest_run(tmp_path, "riscv/sbi_pmu_test",
+                         "--rig-test", "overflow/basic,events,snapshot,overflow")
+    assert done.stdout == f"# rig: riscv/sbi_pmu_test {resolved}\nran: {resolved}\n"
+
+
+def test_kselftest_run_passes_the_first_supported_guest_mode(tmp_path: Path) -> None:
+    fake_program(tmp_path, "dirty_log_test", GUEST_MODES_7_3)
+    done = kselftest_run(tmp_path, "dirty_log_test", "-i", "8", "-m", "first-supported")
+    assert done.stdout.splitlines() == ["# rig: dirty_log_test -i 8 -m 17", "ran: -i 8 -m 17"]
+    # other options pass as they are, without asking -h
+    fake_program(tmp_path, "arch_timer", "no usage")
+    assert kselftest_run(tmp_path, "arch_timer", "-e", "10000").stdout.splitlines() == [
+        "# rig: arch_timer -e 10000", "ran: -e 10000"]
+    # no supported mode: a line the suite turns into an error, never a run
+    fake_program(tmp_path, "dirty_log_test", GUEST_MODES_7_3.replace(" (supported)", ""))
+    done = kselftest_run(tmp_path, "dirty_log_test", "-m", "first-supported")
+    assert (done.returncode, done.stdout) == (
+        125, "rig-cannot-run: dirty_log_test -h lists no supported guest mode\n")
 
 def test_rig_yaml_plans_the_suite_and_only_globs_select_it():
     rig = config.load(REPO / "rig.yaml")
@@ -238,9 +270,7 @@ class ScriptedHost:
         self.commands.append(command)
         if command == "uname -r":
             return CommandResult(command, 0, "6.12.117+\n", 0.1)
-        program = command.split(" ./", 1)[1].split()[0]
-        if command.endswith(f"./{program} -h 2>&1"):
-            return CommandResult(command, 0, GUEST_MODES_7_3, 0.1)
+        program = command.split(f" ./{kselftest_kvm.RUNNER} ", 1)[1].split()[0]
         status = self.statuses[program].pop(0)
         return CommandResult(command, status, f"{program} said {status}\n", 1.5)
 
@@ -264,9 +294,7 @@ def test_run_reruns_failures_and_reports_a_flake(tmp_path):
     assert steal.verdict == "fail" and len(steal.details["attempts"]) == 3
     dirty = cases["kselftest-kvm/dirty_log_test"]
     assert dirty.verdict == "skip"
-    # the default "-m first-supported", resolved from the program's own listing
-    assert " ./dirty_log_test -i 8 -m 17 " in dirty.details["command"]
-    assert dirty.details["note"] == "guest mode 17: PA-bits:56,  VA-bits:57,  4K pages"
+    assert " ./kselftest-run dirty_log_test -i 8 -m first-supported " in dirty.details["command"]
     log = tmp_path / timer.log
     assert timer.log == "k1/kselftest-kvm/arch_timer.log"
     assert log.read_text().count("attempt") == 2 and "exit status 0" in log.read_text()
@@ -320,13 +348,6 @@ def test_a_program_that_does_not_build_is_named_with_its_first_error(tmp_path: P
                                            " failed: \"atomic bool is not lockless\""}
 
 
-def test_first_supported_guest_mode_is_read_from_the_programs_own_listing() -> None:
-    assert first_supported_mode(GUEST_MODES_7_3) == (17, "PA-bits:56,  VA-bits:57,  4K pages")
-    # a listing without a supported mode, or foreign text, gives none
-    assert first_supported_mode(GUEST_MODES_7_3.replace(" (supported)", "")) is None
-    assert first_supported_mode("         99999:    x (supported)\n") is None
-
-
 def test_a_program_that_refuses_the_rigs_options_is_an_error_not_a_skip(tmp_path):
     from orchestrator.suites.kselftest_kvm.build import BuiltSelftests
 
@@ -334,7 +355,7 @@ def test_a_program_that_refuses_the_rigs_options_is_an_error_not_a_skip(tmp_path
         def run(self, command: str, timeout: float | None = None):
             from orchestrator.targets import CommandResult
 
-            if command == "uname -r" or command.endswith(" -h 2>&1"):
+            if command == "uname -r":
                 return super().run(command, timeout)
             # what 7.3's sbi_pmu_test prints for 6.12's -d, then exit(KSFT_SKIP)
             return CommandResult(command, 4, "./riscv/sbi_pmu_test: invalid option -- 'd'\n"
@@ -344,5 +365,5 @@ def test_a_program_that_refuses_the_rigs_options_is_an_error_not_a_skip(tmp_path
     suite._built = BuiltSelftests("k", tmp_path, ("riscv/sbi_pmu_test",), 1.0, True)
     (case,) = suite.run(RefusingHost(tmp_path, {}), ["kselftest-kvm/riscv/sbi_pmu_test/basic"])
     assert case.verdict == "error"
-    assert "refused the rig's options (./riscv/sbi_pmu_test: invalid option -- 'd')" \
-        in case.reason
+    assert case.reason == ("riscv/sbi_pmu_test cannot run with the rig's options:"
+                           " ./riscv/sbi_pmu_test: invalid option -- 'd'")

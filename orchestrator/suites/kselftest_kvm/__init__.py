@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import ktap
+from orchestrator.config import DATA_ROOT
 from orchestrator.errors import InfraError
 from orchestrator.expectations import series_of
 from orchestrator.suites import Fail, Suite, SuiteConfig
@@ -83,26 +84,21 @@ _STACK_FRAME = re.compile(r"^\s*\d+\s+0x[0-9a-f]+")
 # of the three guest modes a riscv host offers it runs the one with 52-bit guest
 # physical addresses (the first mode it lists on 6.12; 7.3 lists 56-bit ones). That one is a
 # cut in coverage, made for the default job's time (docs/speed.md).
-# A guest mode is named by its ID, an index that differs by series (6.12 lists riscv's
-# 52-bit-GPA mode as 0; 7.3 reworked riscv's modes and its ID 0 is unsupported there):
-# "-m first-supported" asks the program (`PROGRAM -h`, on the host under test) and
-# passes the ID of the first mode it lists as supported.
-FIRST_SUPPORTED = "-m first-supported"
-_GUEST_MODE = re.compile(r"^\s+(\d{1,3}):\s+(\S.*?) \(supported\)$", re.MULTILINE)
-# sbi_pmu_test selects tests with -d (disable one) up to 6.x and -t (run one) in 7.x,
-# as its usage line says; an option a program does not know prints that usage and
-# exits with KSFT_SKIP, so the rig looks for getopt's complaint.
-_PICKS_ONE_TEST = re.compile(r"\[-t <test name>\]")
+# Options whose spelling differs between series are resolved in the host by
+# images/initramfs/kselftest-run from the program's own -h: "-m first-supported" (a
+# guest mode's ID is an enum index, which 7.x renumbered for riscv) and sbi_pmu_test's
+# test selection (-d to disable the others up to 6.x, -t to run one in 7.x). Each
+# command is then the same on every series and target, a LAVA job's included.
+RUNNER = "kselftest-run"
+RUNNER_SCRIPT = DATA_ROOT / "images" / "initramfs" / RUNNER
+_CANNOT_RUN = re.compile(r"^rig-cannot-run: (.*)$", re.MULTILINE)
+# an option a program does not know prints its usage and exits with KSFT_SKIP: the rig
+# looks for getopt's complaint
 _REFUSED = re.compile(r"^\S*: (?:invalid|unrecognized) option\b.*$", re.MULTILINE)
 # arch_timer allows a timer interrupt 100 us of lateness by default, which a TCG host
 # on a busy machine overruns (it failed 3 attempts in a row once): 10 ms (-e).
 DEFAULT_ARGS = ("demand_paging_test -b 64M", "kvm_page_table_test -b 64M",
                 "dirty_log_test -i 8 -m first-supported", "arch_timer -e 10000")
-
-
-class NotRunnable(Exception):
-    """A case the program on this host cannot be asked to run (its -h lacks what
-    the arguments need)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,41 +165,23 @@ class KselftestKvm(Suite):
 
     def host_files(self, rig: RigConfig, spec: KernelSpec) -> dict[str, Path]:
         self._built = kselftest.build(rig, spec, timeout=rig.timeouts.build)
-        return {f"{HOST_DIR}/{p}": self._built.path(p) for p in self._built.programs}
+        return {f"{HOST_DIR}/{RUNNER}": RUNNER_SCRIPT,
+                **{f"{HOST_DIR}/{p}": self._built.path(p) for p in self._built.programs}}
 
     # -- running -----------------------------------------------------------
 
-    def invocation(self, case_id: str, usage: str = "") -> tuple[str, str, str]:
-        """(program, arguments, note) that run case_id. usage: the program's own -h
-        output on the host under test, for the options that differ by series
-        (sbi_pmu_test's test selection, a guest mode's ID); note says what was read
-        from it. Raises NotRunnable when usage lacks what the arguments need."""
-        program, args = self._selection(case_id.removeprefix(f"{self.name}/"), usage)
+    def invocation(self, case_id: str) -> tuple[str, str]:
+        """(program, options) that run case_id through kselftest-run."""
+        program, args = self._selection(case_id.removeprefix(f"{self.name}/"))
         extra = [e.partition(" ")[2] for e in self.cfg.args if e.partition(" ")[0] == program]
-        args, note = " ".join([*extra, args]).strip(), ""
-        if FIRST_SUPPORTED in args:
-            mode = first_supported_mode(usage)
-            if mode is None:
-                raise NotRunnable(f"{program} -h listed no supported guest mode"
-                                  f" ({FIRST_SUPPORTED} in suites.{self.name}.args)")
-            args = args.replace(FIRST_SUPPORTED, f"-m {mode[0]}")
-            note = f"guest mode {mode[0]}: {mode[1]}"
-        return program, args, note
-
-    def needs_usage(self, case_id: str) -> bool:
-        """Whether invocation(case_id) reads the program's -h output."""
-        program, _ = self._selection(case_id.removeprefix(f"{self.name}/"), "")
-        return program == SBI_PMU or any(e.partition(" ")[0] == program and FIRST_SUPPORTED in e
-                                         for e in self.cfg.args)
+        return program, " ".join([*extra, args]).strip()
 
     @staticmethod
-    def _selection(path: str, usage: str) -> tuple[str, str]:
-        """The program of a case and the arguments that select the case."""
+    def _selection(path: str) -> tuple[str, str]:
+        """The program of a case and the options that select the case."""
         if path.startswith(f"{SBI_PMU}/"):
             test = path.rsplit("/", 1)[1]
-            if _PICKS_ONE_TEST.search(usage):  # 7.x: -t runs one test
-                return SBI_PMU, f"-t {test}"
-            return SBI_PMU, " ".join(f"-d {t}" for t in SBI_PMU_TESTS if t != test)
+            return SBI_PMU, f"--rig-test {test}/{','.join(SBI_PMU_TESTS)}"
         program, _, variant = path.rpartition("/")
         if variant in VARIANTS.get(program, {}):
             return program, VARIANTS[program][variant]
@@ -216,9 +194,8 @@ class KselftestKvm(Suite):
         expectations = kselftest_expect.load(series_of(release))
         log_dir = target.console_log.parent / self.name
         log_dir.mkdir(parents=True, exist_ok=True)
-        usages: dict[str, str] = {}
         for case_id in ids:
-            program, _ = self._selection(case_id.removeprefix(f"{self.name}/"), "")
+            program, args = self.invocation(case_id)
             if program in self._built.failed:
                 yield self.case(case_id, ERROR, outcome={"kind": "error"},
                                 reason=f"{program} did not build: {self._built.failed[program]}")
@@ -230,29 +207,19 @@ class KselftestKvm(Suite):
                 continue
             log = log_dir / (program.replace("/", "-") + ".log")
             try:
-                if self.needs_usage(case_id) and program not in usages:
-                    usages[program] = target.run(f"cd /{HOST_DIR} && ./{program} -h 2>&1").output
-                try:
-                    _, args, note = self.invocation(case_id, usages.get(program, ""))
-                except NotRunnable as exc:
-                    yield self.case(case_id, ERROR, outcome={"kind": "error"}, reason=str(exc))
-                    continue
-                yield from self._run_case(target, case_id, program, args, note, log,
-                                          expectations)
+                yield from self._run_case(target, case_id, program, args, log, expectations)
             except InfraError as exc:
                 yield self.case(case_id, ERROR, outcome={"kind": "error"}, reason=exc.message,
                                 log=_relative(log, target), details={"console": exc.details})
                 target.reboot()  # the next program gets a fresh host
 
-    def _run_case(self, target: Target, case_id: str, program: str, args: str, note: str,
-                  log: Path, expectations: kselftest_expect.Expectations) -> Iterator[Case]:
+    def _run_case(self, target: Target, case_id: str, program: str, args: str, log: Path,
+                  expectations: kselftest_expect.Expectations) -> Iterator[Case]:
         command = (f"cd /{HOST_DIR} && timeout -s KILL {self.cfg.timeout:g}"
-                   f" ./{program} {args}".rstrip() + " 2>&1")
+                   f" ./{RUNNER} {program} {args}".rstrip() + " 2>&1")
         attempts: list[dict] = []
         output = ""
         with log.open("a") as sink:
-            if note:
-                sink.write(f"# {note} (from {program} -h)\n")
             for attempt in range(1 + self.cfg.reruns):
                 sink.write(f"$ {command}   # {case_id}, attempt {attempt + 1}\n")
                 sink.flush()
@@ -265,12 +232,11 @@ class KselftestKvm(Suite):
                                  "result": result})
                 if result != FAIL:
                     break
-        refused = _REFUSED.search(output)
-        if refused:  # a usage error exits like a skip (KSFT_SKIP): it is the rig's fault
+        unfit = _CANNOT_RUN.search(output) or _REFUSED.search(output)
+        if unfit:  # the rig's options do not fit this tree's program: not the kernel's fault
             yield self.case(case_id, ERROR, outcome={"kind": "error"},
-                            reason=f"{program} refused the rig's options"
-                                   f" ({refused.group(0)[:200]}): they do not fit this tree's"
-                                   " program",
+                            reason=f"{program} cannot run with the rig's options:"
+                                   f" {unfit.group(0)[:200]}",
                             log=_relative(log, target), details={"command": command})
             return
         results = [a["result"] for a in attempts]
@@ -285,7 +251,7 @@ class KselftestKvm(Suite):
             duration=round(sum(a["seconds"] for a in attempts), 3),
             log=_relative(log, target),
             details={"command": command, "attempts": attempts, "flaky": judged.flaky,
-                     "expectations": expectations.where, **({"note": note} if note else {})})
+                     "expectations": expectations.where})
         for sub_id, result, detail in _subresults(case_id, program, output):
             sub = kselftest_expect.judge([result], expectations.get(sub_id), expectations.where,
                                          detail)
@@ -297,13 +263,6 @@ class KselftestKvm(Suite):
 def _relative(log: Path, target: Target) -> str:
     """The log's path within the run directory (the parent of the kernel's directory)."""
     return str(log.relative_to(target.console_log.parent.parent))
-
-
-def first_supported_mode(listing: str) -> tuple[int, str] | None:
-    """(ID, description) of the first guest mode a program's -h lists as supported
-    (lib/guest_modes.c: guest_modes_help)."""
-    found = _GUEST_MODE.search(listing)
-    return (int(found.group(1)), found.group(2)[:80]) if found else None
 
 
 def _result(status: int, seconds: float, timeout: float) -> str:
