@@ -50,8 +50,14 @@ def test_the_stock_kernel_loses_set_timer_deadlines_to_every_source(stock_and_fi
         assert case["outcome"] == {"kind": "timer-deadlines", "lost": True}
         details = case["details"]
         assert details["loss_rate_per_1000"] > 0
-        for line in details["losses"]:  # KVM's own copy held another deadline
-            assert line["kvm_timer"]["compare"] != line["requested"], line
+        # KVM's own copy held another deadline (the stale one) at losses of every source;
+        # a loss beside them whose compare held the programmed deadline (seen under load)
+        # is named in the reason, never passed over
+        stale = [x for x in details["losses"] if x["kvm_timer"]["compare"] != x["requested"]]
+        assert stale, details["losses"]
+        other = len(details["losses"]) - len(stale)
+        assert (f"{other} of them with KVM's compare holding the deadline programmed"
+                in case["reason"]) == bool(other), case["reason"]
     # the control: the guest's own stimecmp writes, under signals, are never lost
     control = stock["timer/stimecmp/signal"]
     assert (control["verdict"], control["outcome"]["lost"]) == ("pass", False), control
