@@ -34,10 +34,17 @@ class Difference:
     outcome: dict[str, Any]  # {"kind": "differs", "baseline": ..., "observed": ...}
 
 
+def verdicts_differ(a: Case, b: Case) -> bool:
+    """Whether two verdicts on one case tell the kernels apart, by the case's suite's
+    rule (a chance event a suite names is none); plain inequality for other cases."""
+    suite = registry().get(a.suite)
+    return suite.verdicts_differ(a, b) if suite else a.verdict != b.verdict
+
+
 def _differs(a: Case, b: Case) -> str | None:
     suite = registry().get(a.suite)
     why = suite.differs(a, b) if suite else None
-    if why is None and (suite.verdicts_differ(a, b) if suite else a.verdict != b.verdict):
+    if why is None and verdicts_differ(a, b):
         why = f"verdict {b.verdict} vs {a.verdict}"
     return why
 
