@@ -367,3 +367,23 @@ def test_a_program_that_refuses_the_rigs_options_is_an_error_not_a_skip(tmp_path
     assert case.verdict == "error"
     assert case.reason == ("riscv/sbi_pmu_test cannot run with the rig's options:"
                            " ./riscv/sbi_pmu_test: invalid option -- 'd'")
+
+
+def test_options_the_host_cannot_resolve_are_an_error_without_reruns(tmp_path):
+    from orchestrator.suites.kselftest_kvm.build import BuiltSelftests
+    from orchestrator.targets import CommandResult
+
+    class UnresolvingHost(ScriptedHost):
+        def run(self, command: str, timeout: float | None = None):
+            if command == "uname -r":
+                return super().run(command, timeout)
+            self.commands.append(command)
+            return CommandResult(command, 125, "rig-cannot-run: dirty_log_test -h lists no"
+                                               " supported guest mode\n", 0.2)
+
+    suite = KselftestKvm(KselftestConfig(reruns=2))
+    suite._built = BuiltSelftests("k", tmp_path, ("dirty_log_test",), 1.0, True)
+    host = UnresolvingHost(tmp_path, {})
+    (case,) = suite.run(host, ["kselftest-kvm/dirty_log_test"])
+    assert case.verdict == "error" and "lists no supported guest mode" in case.reason
+    assert len([c for c in host.commands if "kselftest-run" in c]) == 1

@@ -219,6 +219,7 @@ class KselftestKvm(Suite):
                    f" ./{RUNNER} {program} {args}".rstrip() + " 2>&1")
         attempts: list[dict] = []
         output = ""
+        unfit: re.Match[str] | None = None
         with log.open("a") as sink:
             for attempt in range(1 + self.cfg.reruns):
                 sink.write(f"$ {command}   # {case_id}, attempt {attempt + 1}\n")
@@ -230,9 +231,10 @@ class KselftestKvm(Suite):
                                     f" {result}\n\n")
                 attempts.append({"status": done.status, "seconds": done.seconds,
                                  "result": result})
-                if result != FAIL:
+                # options that do not fit fail every attempt alike: no rerun
+                unfit = _CANNOT_RUN.search(output) or _REFUSED.search(output)
+                if result != FAIL or unfit:
                     break
-        unfit = _CANNOT_RUN.search(output) or _REFUSED.search(output)
         if unfit:  # the rig's options do not fit this tree's program: not the kernel's fault
             yield self.case(case_id, ERROR, outcome={"kind": "error"},
                             reason=f"{program} cannot run with the rig's options:"
